@@ -1,0 +1,46 @@
+# Two commands matter: `make run` and `make test` (see README.md). Everything installs into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: run test lint typecheck pytest bench clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime pyproject.toml
+	$(PIP) -e '.[dev]'
+	touch $@
+
+# For now Vigil is an analysis tool: `run` analyses the four example infrastructures of our users' outages.
+# (The monitoring server replaces this with `vigil serve examples/demo.yaml` in the next issue.)
+run: $(VENV)/.runtime
+	$(VENV)/bin/vigil analyze examples/cels-2022.yaml
+	$(VENV)/bin/vigil impact examples/cels-2022.yaml --fail vserver8
+	$(VENV)/bin/vigil analyze examples/galaxy-2018.yaml
+	$(VENV)/bin/vigil what-if examples/pythonanywhere-2014.yaml --state backup-server=degraded
+	$(VENV)/bin/vigil analyze examples/queue-cluster-2019.yaml
+
+test: $(VENV)/.dev lint typecheck pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check vigil tests benchmarks
+	$(VENV)/bin/ruff format --check vigil tests benchmarks
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy
+
+pytest: $(VENV)/.dev
+	$(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev
+	$(PY) benchmarks/bench_load.py
+	$(PY) benchmarks/bench_impact.py
+	$(PY) benchmarks/bench_analysis.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,317 @@
+"""Reduced ordered BDDs of coherent (monotone) Boolean functions, with exact probability and importance.
+
+A :class:`Bdd` manager owns every node; a function is an ``int`` node id: ``FALSE`` (0), ``TRUE`` (1), or a node
+``(v, lo, hi)`` meaning "if variable v then hi else lo". Variables are integers, smaller ones nearer the root; a
+child is always created before its parents, so node ids are a topological order (probabilities are computed by
+one forward sweep, without recursion). Without negation there is no need for complement edges.
+
+:class:`MinimalSolutions` turns a BDD into the ZBDD of its minimal solutions (Rauzy's ``minsol``), with an
+optional order limit: the minimal cut sets of a coherent fault tree.
+
+Work is limited with :meth:`Bdd.budget` (created nodes, seconds); running out raises
+:class:`~vigil.analysis.zbdd.BudgetExceededError` and removes every node created inside the block.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from vigil.analysis.zbdd import BASE, EMPTY, TERMINAL_VAR, BudgetExceededError, Zbdd, _Budget, recursion_room
+
+__all__ = ["FALSE", "TRUE", "Bdd", "BudgetExceededError", "MinimalSolutions"]
+
+FALSE = 0
+TRUE = 1
+
+
+class Bdd:
+    """A BDD manager over variables ``0..n-1`` whose failure probabilities are ``probabilities[v]``."""
+
+    def __init__(self, probabilities: Sequence[float]) -> None:
+        self._p = list(probabilities)
+        self._var: list[int] = [TERMINAL_VAR, TERMINAL_VAR]
+        self._lo: list[int] = [FALSE, TRUE]
+        self._hi: list[int] = [FALSE, TRUE]
+        # The number of variables on the longest path below a node: bounds recursion and order limits.
+        self._height: list[int] = [0, 0]
+        self._unique: dict[tuple[int, int, int], int] = {}
+        self._and_cache: dict[tuple[int, int], int] = {}
+        self._or_cache: dict[tuple[int, int], int] = {}
+        self._prob: list[float] = [0.0, 1.0]
+        self._budget = _Budget()
+        self._mk = self._make_node_constructor()
+        self._and, self._or = self._make_apply()
+
+    def _make_node_constructor(self) -> Callable[[int, int, int], int]:
+        var, lo, hi, height, unique, budget = self._var, self._lo, self._hi, self._height, self._unique, self._budget
+        calls = 0
+
+        def mk(v: int, low: int, high: int) -> int:
+            nonlocal calls
+            if low == high:
+                return low
+            key = (v, low, high)
+            node = unique.get(key)
+            if node is None:
+                node = len(var)
+                if node >= budget.node_cap:
+                    raise BudgetExceededError(f"BDD node budget exhausted at {node} nodes")
+                var.append(v)
+                lo.append(low)
+                hi.append(high)
+                height.append(1 + max(height[low], height[high]))
+                unique[key] = node
+            calls += 1
+            if not calls & 1023 and time.monotonic() > budget.deadline:
+                raise BudgetExceededError("BDD time budget exhausted")
+            return node
+
+        return mk
+
+    def _make_apply(self) -> tuple[Callable[[int, int], int], Callable[[int, int], int]]:
+        var, lo, hi, mk = self._var, self._lo, self._hi, self._mk
+        and_cache, or_cache = self._and_cache, self._or_cache
+
+        def and_(a: int, b: int) -> int:
+            if a == b or b == TRUE:
+                return a
+            if a == TRUE:
+                return b
+            if a == FALSE or b == FALSE:
+                return FALSE
+            if a > b:
+                a, b = b, a
+            key = (a, b)
+            r = and_cache.get(key)
+            if r is None:
+                va, vb = var[a], var[b]
+                if va < vb:
+                    r = mk(va, and_(lo[a], b), and_(hi[a], b))
+                elif vb < va:
+                    r = mk(vb, and_(a, lo[b]), and_(a, hi[b]))
+                else:
+                    r = mk(va, and_(lo[a], lo[b]), and_(hi[a], hi[b]))
+                and_cache[key] = r
+            return r
+
+        def or_(a: int, b: int) -> int:
+            if a == b or b == FALSE:
+                return a
+            if a == FALSE:
+                return b
+            if a == TRUE or b == TRUE:
+                return TRUE
+            if a > b:
+                a, b = b, a
+            key = (a, b)
+            r = or_cache.get(key)
+            if r is None:
+                va, vb = var[a], var[b]
+                if va < vb:
+                    r = mk(va, or_(lo[a], b), or_(hi[a], b))
+                elif vb < va:
+                    r = mk(vb, or_(a, lo[b]), or_(a, hi[b]))
+                else:
+                    r = mk(va, or_(lo[a], lo[b]), or_(hi[a], hi[b]))
+                or_cache[key] = r
+            return r
+
+        return and_, or_
+
+    # -- construction -------------------------------------------------------------------------------------------
+
+    def variable(self, v: int) -> int:
+        """Return the function "variable ``v`` is true" (fails)."""
+        return self._mk(v, FALSE, TRUE)
+
+    def and_(self, a: int, b: int) -> int:
+        """Return ``a ∧ b``."""
+        with recursion_room(self._room(a, b)):
+            return self._and(a, b)
+
+    def or_(self, a: int, b: int) -> int:
+        """Return ``a ∨ b``."""
+        with recursion_room(self._room(a, b)):
+            return self._or(a, b)
+
+    def conjunction(self, operands: Sequence[int]) -> int:
+        """Return the AND of ``operands`` (TRUE when empty), combining them pairwise to keep operands small."""
+        return self._balanced(list(operands), self._and, TRUE)
+
+    def disjunction(self, operands: Sequence[int]) -> int:
+        """Return the OR of ``operands`` (FALSE when empty)."""
+        return self._balanced(list(operands), self._or, FALSE)
+
+    def at_least(self, k: int, operands: Sequence[int]) -> int:
+        """Return "at least ``k`` of ``operands`` are true" (TRUE for k ≤ 0, FALSE for k > len)."""
+        n = len(operands)
+        if k <= 0:
+            return TRUE
+        if k > n:
+            return FALSE
+        with recursion_room(sum(self._height[f] for f in operands) + 10):
+            # row[j] = "at least j of operands[i:]"; built from the last operand back, as in a k-of-n counter.
+            row = [TRUE] + [FALSE] * k
+            for i in range(n - 1, -1, -1):
+                f = operands[i]
+                for j in range(min(k, n - i), 0, -1):
+                    row[j] = self._or(self._and(f, row[j - 1]), row[j])
+            return row[k]
+
+    def _balanced(self, items: list[int], op: Callable[[int, int], int], unit: int) -> int:
+        if not items:
+            return unit
+        with recursion_room(sum(self._height[f] for f in items) + 10):
+            while len(items) > 1:
+                merged = [op(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
+                if len(items) % 2:
+                    merged.append(items[-1])
+                items = merged
+            return items[0]
+
+    def _room(self, a: int, b: int) -> int:
+        return self._height[a] + self._height[b] + 10
+
+    # -- budget -------------------------------------------------------------------------------------------------
+
+    @property
+    def node_count(self) -> int:
+        """Return the number of nodes the manager holds (terminals included)."""
+        return len(self._var)
+
+    @contextmanager
+    def budget(self, *, nodes: int | None = None, seconds: float | None = None) -> Iterator[int]:
+        """Limit the nodes created and the time spent in the block, yielding the first id it may create.
+
+        Raises BudgetExceededError when a limit is hit; the nodes created in the block are then discarded (so ids
+        at or above the yielded mark that the caller kept are invalid).
+        """
+        mark = len(self._var)
+        saved = (self._budget.node_cap, self._budget.deadline)
+        if nodes is not None:
+            self._budget.node_cap = min(saved[0], mark + nodes)
+        if seconds is not None:
+            self._budget.deadline = min(saved[1], time.monotonic() + seconds)
+        try:
+            yield mark
+        except BudgetExceededError:
+            self._rollback(mark)
+            raise
+        finally:
+            self._budget.node_cap, self._budget.deadline = saved
+
+    def _rollback(self, mark: int) -> None:
+        var, lo, hi = self._var, self._lo, self._hi
+        for n in range(mark, len(var)):
+            del self._unique[(var[n], lo[n], hi[n])]
+        for array in (var, lo, hi, self._height):
+            del array[mark:]
+        del self._prob[mark:]
+        # The caches may mention discarded nodes; they are only caches.
+        self._and_cache.clear()
+        self._or_cache.clear()
+
+    # -- queries ------------------------------------------------------------------------------------------------
+
+    def size(self, f: int) -> int:
+        """Return the number of non-terminal nodes reachable from ``f``."""
+        return len(self._reachable(f))
+
+    def _reachable(self, f: int) -> list[int]:
+        seen: set[int] = set()
+        stack = [f]
+        lo, hi = self._lo, self._hi
+        while stack:
+            n = stack.pop()
+            if n > TRUE and n not in seen:
+                seen.add(n)
+                stack.append(lo[n])
+                stack.append(hi[n])
+        return sorted(seen)
+
+    def support(self, f: int) -> set[int]:
+        """Return the variables ``f`` depends on."""
+        return {self._var[n] for n in self._reachable(f)}
+
+    def probability(self, f: int) -> float:
+        """Return P(f is true) with independent variables, by Shannon decomposition (memoised per node)."""
+        prob, var, lo, hi, p = self._prob, self._var, self._lo, self._hi, self._p
+        for n in range(len(prob), len(var)):
+            pv = p[var[n]]
+            prob.append(pv * prob[hi[n]] + (1.0 - pv) * prob[lo[n]])
+        return prob[f]
+
+    def birnbaum(self, f: int) -> dict[int, float]:
+        """Return ``{v: P(f | v) - P(f | not v)}`` for every variable in the support of ``f``.
+
+        One backward sweep: P(f) is affine in p_v with slope Σ reach(u)·(P(hi u) − P(lo u)) over the nodes u
+        labelled v, where reach(u) is the probability of the paths from the root to u.
+        """
+        self.probability(f)
+        prob, var, lo, hi, p = self._prob, self._var, self._lo, self._hi, self._p
+        nodes = self._reachable(f)
+        reach = dict.fromkeys(nodes, 0.0)
+        if f > TRUE:
+            reach[f] = 1.0
+        slope: dict[int, float] = {}
+        for n in reversed(nodes):  # parents (larger ids) before children
+            r = reach[n]
+            v, low, high = var[n], lo[n], hi[n]
+            slope[v] = slope.get(v, 0.0) + r * (prob[high] - prob[low])
+            if high > TRUE:
+                reach[high] += r * p[v]
+            if low > TRUE:
+                reach[low] += r * (1.0 - p[v])
+        return slope
+
+    def node(self, f: int) -> tuple[int, int, int]:
+        """Return ``(variable, lo, hi)`` of a non-terminal node."""
+        return self._var[f], self._lo[f], self._hi[f]
+
+
+class MinimalSolutions:
+    """Rauzy's ``minsol``: the ZBDD of the minimal true assignments of a monotone BDD, memoised per order limit."""
+
+    def __init__(self, bdd: Bdd, zbdd: Zbdd) -> None:
+        self._bdd = bdd
+        self._zbdd = zbdd
+        self._cache: dict[tuple[int, int], int] = {}
+        self._unbounded = 1 << 40
+
+    def __call__(self, f: int, limit: int | None = None) -> int:
+        """Return the ZBDD of the minimal solutions of ``f`` with at most ``limit`` variables.
+
+        The variables of the ZBDD are the BDD's. Raises BudgetExceededError if the ZBDD's budget runs out.
+        """
+        z, b = self._zbdd, self._bdd
+        with recursion_room(4 * b._height[f] + 10):
+            # The ZBDD recursion depth is bounded by the deepest variable it will meet.
+            z._depth = max(z._depth, max((b._var[n] + 1 for n in b._reachable(f)), default=0))
+            return self._minsol(f, self._unbounded if limit is None else limit)
+
+    def _minsol(self, f: int, k: int) -> int:
+        if f <= TRUE:
+            return BASE if f == TRUE else EMPTY
+        b = self._bdd
+        if k >= b._height[f]:
+            k = self._unbounded
+        elif k <= 0:
+            return EMPTY  # a monotone function other than TRUE is false on the empty assignment
+        key = (f, k)
+        r = self._cache.get(key)
+        if r is None:
+            z = self._zbdd
+            low = self._minsol(b._lo[f], k)
+            # A solution with v is minimal when no solution without v lies inside it.
+            high = z._without(self._minsol(b._hi[f], k - 1), low)
+            r = z._mk(b._var[f], low, high)
+            self._cache[key] = r
+        return r
+
+    def forget(self, mark: int) -> None:
+        """Drop memoised results for BDD nodes at or above ``mark`` (after the BDD discarded them)."""
+        for key in [key for key in self._cache if key[0] >= mark]:
+            del self._cache[key]
+

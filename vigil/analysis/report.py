@@ -1,0 +1,245 @@
+"""Per-service resilience reports: single points of failure, cut sets, availability, importance, what-if.
+
+This is the layer the CLI (and later the web UI) calls: it turns the model into a fault tree once, runs the
+engine for every service over that one tree (so shared infrastructure is analysed once), and names what the
+numbers mean: which single failures take a service down, which of them are failure domains or shared hosts
+that silently defeat a redundancy group, and which exist only because of a startup requirement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from vigil.analysis.build import ModelTree, build_fault_tree, gate_id
+from vigil.analysis.engine import Analyzer
+from vigil.analysis.faulttree import GateKind
+from vigil.analysis.impact import blast_radius
+from vigil.model.types import Model, State, Tier
+
+__all__ = ["HOURS_PER_YEAR", "ModelReport", "ServiceReport", "Spof", "analyze_model", "select_services", "what_if"]
+
+HOURS_PER_YEAR = 8766.0  # 365.25 days: what "downtime per year" means for an SLO
+
+
+@dataclass(frozen=True, slots=True)
+class Spof:
+    """A single component or domain whose failure alone takes the service down."""
+
+    id: str
+    kind: str  # the component kind, or "domain:<kind>"
+    startup: bool = False  # a SPOF only because a startup requirement needs it
+    defeats: tuple[str, ...] = ()  # redundancy groups it takes down at once ("any of [q1, q2]")
+
+
+@dataclass(slots=True)
+class ServiceReport:
+    id: str
+    name: str
+    kind: str
+    tier: str
+    slo: float | None
+    availability: float
+    exact: bool
+    availability_lower: float
+    availability_upper: float
+    method: str
+    spofs: list[Spof]
+    cut_sets: list[tuple[list[str], float]]  # (ids, probability of that combination), most likely first
+    cut_set_count: int
+    order_distribution: dict[int, int]
+    importance: list[tuple[str, float, float]] = field(default_factory=list)  # (id, birnbaum, fussell_vesely)
+    status: str = "up"  # under a what-if: up, degraded or down
+    new_spofs: list[str] = field(default_factory=list)  # what-if: SPOFs that the baseline does not have
+
+    @property
+    def downtime_hours_per_year(self) -> float:
+        return (1.0 - self.availability) * HOURS_PER_YEAR
+
+    @property
+    def slo_gap(self) -> float | None:
+        """Availability minus the SLO target (negative: the design cannot meet its SLO)."""
+        return None if self.slo is None else self.availability - self.slo
+
+
+@dataclass(slots=True)
+class ModelReport:
+    name: str
+    max_order: int | None
+    services: list[ServiceReport]
+    assumed: list[str]  # components and domains whose availability is the model default
+    states: dict[str, str] = field(default_factory=dict)
+
+
+def select_services(model: Model, ids: Iterable[str] | None = None) -> list[str]:
+    """Return the components to report on: ``ids`` if given (KeyError if unknown), else every component that
+    is a service, is critical, or has an SLO."""
+    if ids is not None:
+        chosen = list(ids)
+        for node_id in chosen:
+            if node_id not in model.components:
+                raise KeyError(node_id)
+        return chosen
+    return [
+        c.id for c in model.components.values() if c.kind == "service" or c.tier is Tier.CRITICAL or c.slo is not None
+    ]
+
+
+def analyze_model(
+    model: Model,
+    *,
+    max_order: int | None = 3,
+    services: Iterable[str] | None = None,
+    importance: bool = True,
+    budget_seconds: float = 10.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> ModelReport:
+    """Analyse every selected service of ``model``; ``progress(done, total)`` is called after each one.
+
+    Raises KeyError for an unknown service id.
+    """
+    chosen = select_services(model, services)
+    mtree = build_fault_tree(model)
+    analyzer = Analyzer(mtree.tree)
+    startup_spofs = _startup_free_spofs(model, chosen)
+    reports = []
+    for done, sid in enumerate(chosen, 1):
+        reports.append(
+            _service_report(model, mtree, analyzer, sid, max_order, importance, budget_seconds, startup_spofs)
+        )
+        if progress is not None:
+            progress(done, len(chosen))
+    assumed = sorted(
+        [c.id for c in model.components.values() if c.availability_source == "default"]
+        + [d.id for d in model.domains.values() if d.availability_source == "default"]
+    )
+    states = {c.id: str(c.state) for c in model.components.values() if c.state is not State.UP}
+    states.update({d.id: str(d.state) for d in model.domains.values() if d.state is not State.UP})
+    return ModelReport(model.name, max_order, reports, assumed, states)
+
+
+def what_if(
+    model: Model,
+    *,
+    states: dict[str, State],
+    max_order: int | None = 3,
+    services: Iterable[str] | None = None,
+    budget_seconds: float = 10.0,
+) -> ModelReport:
+    """Analyse the services with ``states`` applied, marking SPOFs that the baseline model does not have.
+
+    A service listed with ``new_spofs`` has lost its last redundancy: one more failure takes it down.
+    Raises KeyError for an unknown id.
+    """
+    chosen = select_services(model, services)
+    base = analyze_model(model, max_order=1, services=chosen, importance=False, budget_seconds=budget_seconds)
+    changed = model.with_states(states)
+    report = analyze_model(
+        changed, max_order=max_order, services=chosen, importance=False, budget_seconds=budget_seconds
+    )
+    impact = blast_radius(changed)
+    status = {e.id: e.status for e in (*impact.down, *impact.degraded)}
+    for node_id, state in states.items():
+        if node_id in changed.components:
+            status.setdefault(node_id, "down" if state in (State.DOWN, State.MAINTENANCE) else str(state))
+    before = {s.id: {p.id for p in s.spofs} for s in base.services}
+    for service in report.services:
+        service.status = status.get(service.id, "up")
+        if service.status != "down":
+            service.new_spofs = sorted({p.id for p in service.spofs} - before[service.id])
+    return report
+
+
+def _startup_free_spofs(model: Model, chosen: list[str]) -> dict[str, set[str]] | None:
+    """SPOFs of each service when startup requirements are ignored (None if the model has none)."""
+    if not any(r.startup_only and not r.optional for c in model.components.values() for r in c.requirements):
+        return None
+    from dataclasses import replace
+
+    relaxed = {
+        cid: replace(c, requirements=tuple(replace(r, optional=r.optional or r.startup_only) for r in c.requirements))
+        for cid, c in model.components.items()
+    }
+    mtree = build_fault_tree(Model(model.name, relaxed, model.domains, model.default_availability))
+    analyzer = Analyzer(mtree.tree)
+    return {sid: _singles(analyzer, gate_id(sid)) for sid in chosen}
+
+
+def _service_report(
+    model: Model,
+    mtree: ModelTree,
+    analyzer: Analyzer,
+    sid: str,
+    max_order: int | None,
+    importance: bool,
+    budget_seconds: float,
+    startup_spofs: dict[str, set[str]] | None,
+) -> ServiceReport:
+    comp = model.components[sid]
+    top = gate_id(sid)
+    cuts = analyzer.cut_sets(top, max_order=max_order)
+    ranked = cuts.ranked()
+    prob = analyzer.probability(top, budget_seconds=budget_seconds)
+    singles = [next(iter(s)) for s, _ in ranked if len(s) == 1 and next(iter(s)) != sid]
+    spofs = _describe_spofs(model, mtree, analyzer, top, singles, startup_spofs.get(sid) if startup_spofs else None)
+    report = ServiceReport(
+        id=sid,
+        name=comp.name,
+        kind=comp.kind,
+        tier=str(comp.tier),
+        slo=comp.slo,
+        availability=1.0 - prob.value,
+        exact=prob.exact,
+        availability_lower=1.0 - prob.upper,
+        availability_upper=1.0 - prob.lower,
+        method=prob.method,
+        spofs=spofs,
+        cut_sets=[(sorted(s), p) for s, p in ranked],
+        cut_set_count=cuts.count,
+        order_distribution=dict(sorted(cuts.order_distribution.items())),
+    )
+    if importance and prob.exact:
+        rows = analyzer.importance(top)
+        ordered = sorted(rows.items(), key=lambda kv: (-kv[1].fussell_vesely, -kv[1].birnbaum, kv[0]))
+        report.importance = [(k, v.birnbaum, v.fussell_vesely) for k, v in ordered[:10]]
+    return report
+
+
+def _describe_spofs(
+    model: Model, mtree: ModelTree, analyzer: Analyzer, top: str, singles: list[str], relaxed: set[str] | None
+) -> list[Spof]:
+    groups = _redundancy_groups(mtree, analyzer, top) if singles else []
+    out = []
+    for node_id in singles:
+        domain = model.domains.get(node_id)
+        kind = f"domain:{domain.kind}" if domain is not None else model.components[node_id].kind
+        defeats = tuple(desc for desc, shared in groups if node_id in shared)
+        startup = relaxed is not None and node_id not in relaxed
+        out.append(Spof(node_id, kind, startup, defeats))
+    return out
+
+
+def _singles(analyzer: Analyzer, node: str) -> set[str]:
+    return {next(iter(s)) for s in analyzer.cut_sets(node, max_order=1) if s}
+
+
+def _redundancy_groups(mtree: ModelTree, analyzer: Analyzer, top: str) -> list[tuple[str, set[str]]]:
+    """Return, for each any/at-least group in the cone of ``top``, its description and the common causes
+    that defeat it: single failures that take down the group *through at least two of its live members*
+    (a shared hypervisor, a failure domain). The last live member of a group is not a common cause; it is
+    just a single point of failure, reported as such."""
+    found = []
+    for gate in mtree.tree.topological_gates([top]):
+        if gate.kind is GateKind.OR or gate.id not in mtree.groups:
+            continue
+        owner, req = mtree.groups[gate.id]
+        counts: dict[str, int] = {}
+        for child in gate.children:
+            if child in mtree.tree.houses:
+                continue
+            for node_id in _singles(analyzer, child):
+                counts[node_id] = counts.get(node_id, 0) + 1
+        shared = {n for n, c in counts.items() if c >= 2} & _singles(analyzer, gate.id)
+        if shared:
+            found.append((f"{owner}: {req.name + ' = ' if req.name else ''}{req.describe()}", shared))
+    return found

@@ -1,0 +1,1 @@
+"""Infrastructure model: YAML config-as-code loaded into typed, validated objects."""

@@ -1,0 +1,232 @@
+"""Load one or more YAML model files into a validated :class:`~vigil.model.types.Model`.
+
+Every problem is collected (schema errors per entry, then references, duplicates and cycles across all
+files) and raised together as one :class:`~vigil.model.errors.ModelError`, each naming file, line and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from vigil.model.errors import ModelError, ModelIssue
+from vigil.model.schema import (
+    AllSpec,
+    AnySpec,
+    AtLeastSpec,
+    ComponentSpec,
+    DefaultsSpec,
+    DomainSpec,
+    RefSpec,
+)
+from vigil.model.types import Component, Domain, GroupMode, Model, Requirement
+from vigil.model.validate import Entry, check_references
+from vigil.model.yamlio import LineDict, YamlSyntaxError, line_of, load_yaml
+
+__all__ = ["find_model_files", "load_model", "load_model_texts"]
+
+_COMPONENT = TypeAdapter(ComponentSpec)
+_DOMAIN = TypeAdapter(DomainSpec)
+_DEFAULTS = TypeAdapter(DefaultsSpec)
+_TOP_KEYS = ("version", "name", "defaults", "domains", "components")
+
+
+@dataclass(slots=True)
+class _Collected:
+    entries: list[Entry]
+    invalid_ids: set[str]  # ids of entries that failed the schema: references to them are not "unknown"
+    issues: list[ModelIssue]
+    name: str | None = None
+    default_availability: float | None = None
+
+
+def find_model_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[ModelIssue]]:
+    """Expand directories into their ``*.yaml``/``*.yml`` files (sorted, recursive).
+
+    Returns the files and an issue for each path that does not exist or holds no model file.
+    """
+    files: list[Path] = []
+    issues: list[ModelIssue] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                issues.append(ModelIssue(str(path), 0, "", "directory holds no .yaml or .yml file"))
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            issues.append(ModelIssue(str(path), 0, "", "no such file or directory"))
+    return files, issues
+
+
+def load_model(paths: Sequence[str | Path]) -> Model:
+    """Load and merge model files or directories. Raises ModelError listing every problem found."""
+    files, issues = find_model_files(paths)
+    texts: list[tuple[str, str]] = []
+    for file in files:
+        try:
+            texts.append((str(file), file.read_text(encoding="utf-8")))
+        except UnicodeDecodeError as exc:
+            issues.append(ModelIssue(str(file), 0, "", f"not UTF-8 text (byte {exc.start})"))
+        except OSError as exc:
+            issues.append(ModelIssue(str(file), 0, "", f"cannot read: {exc.strerror or exc}"))
+    return load_model_texts(texts, issues=issues)
+
+
+def load_model_texts(texts: Sequence[tuple[str, str]], *, issues: list[ModelIssue] | None = None) -> Model:
+    """Load and merge ``(filename, yaml_text)`` pairs. Raises ModelError listing every problem found."""
+    collected = _Collected([], set(), list(issues or []))
+    for filename, text in texts:
+        _collect_file(filename, text, collected)
+    collected.issues.extend(check_references(collected.entries, collected.invalid_ids))
+    if collected.issues:
+        raise ModelError(collected.issues)
+    return _build(collected, tuple(name for name, _ in texts))
+
+
+def _collect_file(filename: str, text: str, out: _Collected) -> None:
+    try:
+        data, duplicates = load_yaml(text)
+    except YamlSyntaxError as exc:
+        out.issues.append(ModelIssue(filename, exc.line, "", str(exc)))
+        return
+    for line, key in duplicates:
+        out.issues.append(ModelIssue(filename, line, key, f"key {key!r} is given twice in the same mapping"))
+    if data is None:
+        out.issues.append(ModelIssue(filename, 0, "", "the file is empty: expected 'components:' or 'domains:'"))
+        return
+    if not isinstance(data, LineDict):
+        out.issues.append(ModelIssue(filename, 1, "", "the file must be a mapping with 'components:' and 'domains:'"))
+        return
+    for key in data:
+        if key not in _TOP_KEYS:
+            hint = ", ".join(_TOP_KEYS)
+            out.issues.append(ModelIssue(filename, line_of(data, (key,)), key, f"unknown key (expected {hint})"))
+    _collect_head(filename, data, out)
+    for section, adapter in (("domains", _DOMAIN), ("components", _COMPONENT)):
+        _collect_section(filename, data, section, adapter, out)
+
+
+def _collect_head(filename: str, data: LineDict, out: _Collected) -> None:
+    def issue(key: str, message: str) -> None:
+        out.issues.append(ModelIssue(filename, line_of(data, (key,)), key, message))
+
+    version = data.get("version", 1)
+    if version != 1 or isinstance(version, bool):
+        issue("version", f"unsupported version {version!r}: this Vigil reads version 1")
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        issue("name", "must be a string")
+    elif name and out.name is None:
+        out.name = name
+    if "defaults" in data:
+        try:
+            defaults = _DEFAULTS.validate_python(data["defaults"])
+        except ValidationError as exc:
+            out.issues.extend(_schema_issues(filename, data, ("defaults",), exc))
+            return
+        if out.default_availability is not None and out.default_availability != defaults.availability:
+            issue("defaults", "another file already set a different defaults.availability")
+        out.default_availability = defaults.availability
+
+
+def _collect_section(filename: str, data: LineDict, section: str, adapter: TypeAdapter[Any], out: _Collected) -> None:
+    items = data.get(section)
+    if items is None:
+        return
+    if not isinstance(items, list):
+        out.issues.append(ModelIssue(filename, line_of(data, (section,)), section, "must be a list"))
+        return
+    for index, item in enumerate(items):
+        path = (section, index)
+        try:
+            spec = adapter.validate_python(item)
+        except ValidationError as exc:
+            out.issues.extend(_schema_issues(filename, data, path, exc))
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                out.invalid_ids.add(item["id"])
+            continue
+        out.entries.append(Entry(spec, filename, data, path))
+
+
+def _schema_issues(filename: str, data: Any, prefix: tuple[str | int, ...], exc: ValidationError) -> list[ModelIssue]:
+    issues = []
+    for error in exc.errors(include_url=False):
+        # Union tags ("<any>") are how the schema picks a branch; they mean nothing to the user.
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("<")))
+        full = (*prefix, *loc)
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        elif error["type"] == "string_pattern_mismatch":
+            message = (
+                f"{error['input']!r} is not a kind: use a lowercase word such as service, vm, host, storage"
+                if loc and loc[-1] == "kind"
+                else f"{error['input']!r} is not a valid id: use letters, digits and . _ : / @ + - (no spaces)"
+            )
+        issues.append(ModelIssue(filename, line_of(data, full), _dotted(full), message))
+    return issues
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _requirement(spec: str | RefSpec | AllSpec | AnySpec | AtLeastSpec) -> Requirement:
+    if isinstance(spec, str):
+        return Requirement((spec,), GroupMode.ALL, 1)
+    flags = {"optional": spec.optional, "startup_only": spec.startup_only, "name": spec.name}
+    if isinstance(spec, RefSpec):
+        return Requirement((spec.id,), GroupMode.ALL, 1, **flags)  # type: ignore[arg-type]
+    if isinstance(spec, AllSpec):
+        return Requirement(tuple(spec.all), GroupMode.ALL, len(spec.all), **flags)  # type: ignore[arg-type]
+    if isinstance(spec, AnySpec):
+        return Requirement(tuple(spec.any), GroupMode.ANY, 1, **flags)  # type: ignore[arg-type]
+    return Requirement(tuple(spec.of), GroupMode.AT_LEAST, spec.at_least, **flags)  # type: ignore[arg-type]
+
+
+def _build(collected: _Collected, sources: tuple[str, ...]) -> Model:
+    default = collected.default_availability if collected.default_availability is not None else 0.999
+    components: dict[str, Component] = {}
+    domains: dict[str, Domain] = {}
+    for entry in collected.entries:
+        spec = entry.spec
+        given = spec.steady_availability()
+        source = "default" if given is None else ("availability" if spec.availability is not None else "mtbf/mttr")
+        availability = default if given is None else given
+        where = {"file": entry.file, "line": entry.line()}
+        if isinstance(spec, DomainSpec):
+            domains[spec.id] = Domain(
+                spec.id, spec.kind, spec.name or spec.id, availability, source,
+                tuple(spec.domains), spec.state, spec.description, **where,  # type: ignore[arg-type]
+            )  # fmt: skip
+            continue
+        components[spec.id] = Component(
+            id=spec.id,
+            kind=spec.kind,
+            name=spec.name or spec.id,
+            availability=availability,
+            availability_source=source,
+            owner=spec.owner,
+            tier=spec.tier,
+            slo=spec.slo,
+            description=spec.description,
+            runs_on=spec.runs_on,
+            requirements=tuple(_requirement(r) for r in spec.depends_on),
+            domains=tuple(spec.domains),
+            state=spec.state,
+            **where,  # type: ignore[arg-type]
+        )
+    name = collected.name or (Path(sources[0]).stem if sources else "model")
+    return Model(name, components, domains, default, sources)
