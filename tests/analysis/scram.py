@@ -11,6 +11,10 @@ Traps this harness guards against:
   with a tighter relative tolerance.
 * A top event that is constant TRUE is reported as one product with ``order="1"`` and no literal; here it is the
   empty cut set (order 0).
+* SCRAM 0.16.2 (and its master branch) is wrong on ``atleast(2; x, x, y)``: it answers ``y`` instead of ``x``
+  (``Gate::ProcessVoteGateDuplicateArg`` in src/pdag.cc erases the repeated argument instead of the other one).
+  Repeats arise from a repeated argument behind a pass-through gate or from SCRAM's own simplification of
+  one-argument gates and constants: do not compare such trees with SCRAM.
 """
 
 from __future__ import annotations

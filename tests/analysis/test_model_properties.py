@@ -25,7 +25,11 @@ def models(draw: Any) -> dict[str, Any]:
                for i in range(n_dom)]  # fmt: skip
     comps = []
     for i in range(n_comp):
-        comp: dict[str, Any] = {"id": f"c{i}", "kind": "service", "availability": draw(st.sampled_from([0.6, 0.9, 0.95, 0.99]))}
+        comp: dict[str, Any] = {
+            "id": f"c{i}",
+            "kind": "service",
+            "availability": draw(st.sampled_from([0.6, 0.9, 0.95, 0.99])),
+        }
         if i and draw(st.booleans()):
             comp["runs_on"] = f"c{draw(st.integers(0, i - 1))}"
         if n_dom and draw(st.integers(0, 3)) == 0:

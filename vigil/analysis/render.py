@@ -90,8 +90,30 @@ def to_dot(
     for comp in model.components.values():
         if comp.id in keep:
             lines.extend(_component_lines(comp, keep, marks))
+    lines.extend(_legend({m for m in marks.values() if m in HIGHLIGHTS}))
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+_LEGEND_TEXT = {
+    "failed": "failed",
+    "maintenance": "in maintenance",
+    "down": "down (blast radius)",
+    "degraded": "degraded",
+    "exposed": "up, redundancy reduced",
+    "spof": "single point of failure",
+}
+
+
+def _legend(used: set[str]) -> list[str]:
+    if not used:
+        return []
+    out = ['  subgraph cluster_legend { label="legend"; fontsize=9; color="#c0c6cc"; style=dashed;']
+    for mark in HIGHLIGHTS:
+        if mark in used:
+            out.append(f"    {_q('legend:' + mark)} [label={_q(_LEGEND_TEXT[mark])}, shape=box{_colour(mark)}];")
+    out.append("  }")
+    return out
 
 
 def _colour(mark: str | None) -> str:

@@ -248,8 +248,10 @@ def what_if_cmd(
         _fail(f"unknown service {exc.args[0]!r}")
     if fmt in (Format.SVG, Format.DOT):
         changed = model.with_states(states)
-        marks = {e.id: e.status for e in [*blast_radius(changed).down, *blast_radius(changed).degraded]}
+        radius = blast_radius(changed)
+        marks = {e.id: e.status for e in [*radius.down, *radius.degraded]}
         marks.update({p: "spof" for s in report.services for p in s.new_spofs})
+        marks.update({s.id: "exposed" for s in report.services if s.new_spofs and s.status == "up"})
         marks.update({n: str(s) if s is not State.DOWN else "failed" for n, s in states.items()})
         _emit_graph(to_dot(model, highlight=marks, title=f"{model.name}: what if"), fmt, output)
         return

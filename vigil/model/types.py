@@ -123,7 +123,6 @@ class Component:
     domains: tuple[str, ...] = ()
     state: State = State.UP
     file: str = ""
-    line: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +138,6 @@ class Domain:
     state: State = State.UP
     description: str | None = None
     file: str = ""
-    line: int = 0
 
 
 @dataclass

@@ -13,9 +13,44 @@ from typing import Any
 
 from vigil.model.errors import ModelIssue
 from vigil.model.schema import AllSpec, AnySpec, AtLeastSpec, ComponentSpec, DomainSpec, RefSpec
-from vigil.model.yamlio import line_of
+from vigil.model.yamlio import YamlSyntaxError, line_of, load_yaml
 
-__all__ = ["Entry", "check_references"]
+__all__ = ["Entry", "Source", "check_references", "dotted"]
+
+
+class Source:
+    """One model file: its text and data. Line numbers are worked out only when a problem needs them."""
+
+    def __init__(self, file: str, text: str, data: Any, *, lined: Any = None) -> None:
+        self.file = file
+        self.text = text
+        self.data = data
+        self._lined = lined
+
+    @property
+    def lined(self) -> Any:
+        """The data with line information (LineDict/LineList), parsed on first use; None if unparseable."""
+        if self._lined is None:
+            try:
+                self._lined, _ = load_yaml(self.text)
+            except YamlSyntaxError:
+                self._lined = False
+        return self._lined or None
+
+    def line(self, path: tuple[str | int, ...]) -> int:
+        lined = self.lined
+        return line_of(lined, path) if lined is not None else 0
+
+    def issue(self, path: tuple[str | int, ...], message: str) -> ModelIssue:
+        return ModelIssue(self.file, self.line(path), dotted(path), message)
+
+
+def dotted(path: tuple[str | int, ...]) -> str:
+    """Return ``components[3].depends_on[0].any`` for ``("components", 3, "depends_on", 0, "any")``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
 
 
 @dataclass(slots=True)
@@ -23,19 +58,14 @@ class Entry:
     """A schema-valid component or domain, with where it came from."""
 
     spec: ComponentSpec | DomainSpec
-    file: str
-    data: Any  # the file's whole YAML data, to locate fields of this entry
+    source: Source
     path: tuple[str | int, ...]  # ("components", 3)
 
     def line(self, *sub: str | int) -> int:
-        return line_of(self.data, (*self.path, *sub))
+        return self.source.line((*self.path, *sub))
 
     def issue(self, sub: tuple[str | int, ...], message: str) -> ModelIssue:
-        full = (*self.path, *sub)
-        dotted = ""
-        for part in full:
-            dotted += f"[{part}]" if isinstance(part, int) else (f".{part}" if dotted else part)
-        return ModelIssue(self.file, line_of(self.data, full), dotted, message)
+        return self.source.issue((*self.path, *sub), message)
 
 
 def check_references(entries: list[Entry], invalid_ids: set[str]) -> list[ModelIssue]:
@@ -45,7 +75,7 @@ def check_references(entries: list[Entry], invalid_ids: set[str]) -> list[ModelI
     for entry in entries:
         first = by_id.get(entry.spec.id)
         if first is not None:
-            where = f"{first.file}:{first.line()}"
+            where = f"{first.source.file}:{first.line()}"
             issues.append(entry.issue(("id",), f"duplicate id {entry.spec.id!r} (first defined at {where})"))
             continue
         by_id[entry.spec.id] = entry
@@ -147,18 +177,32 @@ def _members(req: AllSpec | AnySpec | AtLeastSpec) -> list[str]:
     return req.of
 
 
+def _hard_targets(spec: ComponentSpec | DomainSpec) -> list[str]:
+    """The ids of :func:`_hard_edges` without their fields: the cycle search runs on every entry."""
+    out = list(spec.domains)
+    if isinstance(spec, ComponentSpec):
+        if spec.runs_on is not None:
+            out.append(spec.runs_on)
+        for req in spec.depends_on:
+            if isinstance(req, str):
+                out.append(req)
+            elif not req.optional:
+                out.extend([req.id] if isinstance(req, RefSpec) else _members(req))
+    return out
+
+
 def _check_cycles(by_id: dict[str, Entry]) -> list[ModelIssue]:
     """Report each cycle of hard dependencies once, as 'a → b → c → a', at the first edge's field.
 
     Cycles through optional requirements are allowed: real fleets have them (monitoring needs DNS, DNS is
     monitored) and they cannot take anything down.
     """
-    # Unknown targets were reported above; leaving them out lets cycles among the rest still be found.
-    edges = {node: [e for e in _hard_edges(entry) if e[0] in by_id] for node, entry in by_id.items()}
+    # Unknown targets were reported already; leaving them out lets cycles among the rest still be found.
+    edges = {node: [t for t in _hard_targets(entry.spec) if t in by_id] for node, entry in by_id.items()}
     state: dict[str, int] = {}
     issues: list[ModelIssue] = []
     for start in by_id:
-        if state.get(start):
+        if start in state:
             continue
         stack: list[tuple[str, int]] = [(start, 0)]
         state[start] = 1
@@ -170,14 +214,15 @@ def _check_cycles(by_id: dict[str, Entry]) -> list[ModelIssue]:
                 state[node] = 2
                 continue
             stack[-1] = (node, pos + 1)
-            target, _ = out[pos]
-            if state.get(target) == 1:
+            target = out[pos]
+            seen = state.get(target)
+            if seen == 1:
                 path = [n for n, _ in stack]
                 cycle = [*path[path.index(target) :], target]
                 entry = by_id[target]
-                field = next(f for t, f in edges[target] if t == cycle[1])
+                field = next(f for t, f in _hard_edges(entry) if t == cycle[1])
                 issues.append(entry.issue(field, "dependency cycle: " + " → ".join(cycle)))
-            elif not state.get(target):
+            elif seen is None:
                 state[target] = 1
                 stack.append((target, 0))
     return issues
