@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from generate import generate, write  # noqa: E402
+from generate import generate, write
 
 T = TypeVar("T")
 

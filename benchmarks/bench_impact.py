@@ -28,9 +28,7 @@ TARGET = 0.1  # seconds per blast radius
 def scenarios(model: Model) -> list[tuple[str, str]]:
     """Return (label, id) of the failures to time."""
     hosts = Counter(c.runs_on for c in model.components.values() if c.runs_on is not None)
-    hypervisor = max(
-        (c.id for c in model.components.values() if c.kind == "hypervisor"), key=lambda h: (hosts[h], h)
-    )
+    hypervisor = max((c.id for c in model.components.values() if c.kind == "hypervisor"), key=lambda h: (hosts[h], h))
     by_kind: dict[DomainKind, list[str]] = {}
     for domain in model.domains.values():
         by_kind.setdefault(domain.kind, []).append(domain.id)

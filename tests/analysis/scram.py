@@ -33,11 +33,15 @@ from typing import Literal
 from vigil.analysis.faulttree import FaultTree, GateKind
 
 __all__ = [
+    "MEF_MODELS",
     "NO_LIMIT",
     "SCRAM",
+    "Algorithm",
+    "ReferenceBdd",
     "ScramError",
     "ScramResult",
     "ScramTimeoutError",
+    "brute_force_cut_sets",
     "order_counts",
     "run_scram",
     "same_to_printed_digits",
@@ -45,6 +49,8 @@ __all__ = [
 ]
 
 SCRAM = Path(os.environ.get("VIGIL_SCRAM", "/usr/bin/scram"))
+# The Aralia models and their README: $VIGIL_SHARED_DIR/mef, by default shared/ beside the checkout (CI's layout).
+MEF_MODELS = Path(os.environ.get("VIGIL_SHARED_DIR") or Path(__file__).resolve().parents[3] / "shared") / "mef"
 NO_LIMIT = 1000  # passed as --limit-order when the caller wants every product (SCRAM's default is 20)
 
 Algorithm = Literal["bdd", "zbdd", "mocus"]
@@ -159,6 +165,14 @@ def _read_report(path: Path, seconds: float, keep_sets: bool, names: Mapping[str
             counted = sum(current.distribution.values())
             if counted != current.products:
                 raise ScramError(f"{path}: {current.top} declares {current.products} products, lists {counted}")
+            declared = list(current.declared_distribution)
+            while declared and not declared[-1]:
+                declared.pop()
+            listed = [
+                current.distribution.get(order, 0) for order in range(1, max(current.distribution, default=0) + 1)
+            ]
+            if 0 not in current.distribution and listed != declared:  # (UNITY is declared as one set of order 1)
+                raise ScramError(f"{path}: {current.top} declares orders {declared}, lists {listed}")
             current = holder = None
     return results
 

@@ -21,6 +21,7 @@ class Infrastructure:
     services: list[str] = field(default_factory=list)  # one gate per service replica: the tops
     critical: list[str] = field(default_factory=list)
     components: int = 0
+    sites: int = 0
 
 
 def infrastructure(components: int, seed: int = 7) -> Infrastructure:
@@ -57,6 +58,7 @@ def _hosting(infra: Infrastructure, rng: random.Random, components: int) -> list
     """Add sites, racks, hypervisors and VMs; return the VM gates."""
     tree = infra.tree
     sites = [f"site{i}" for i in range(max(2, components // 3000))]
+    infra.sites = len(sites)
     for site in sites:
         tree.add_gate(site, GateKind.OR, [_event(tree, site, rng)])
         for feed in range(2):
@@ -100,7 +102,6 @@ def _component(infra: Infrastructure, name: str, vm: str, requirements: list[str
     tree = infra.tree
     children = [_event(tree, name, rng), vm, *requirements]
     if rng.random() < 0.2:
-        site = rng.choice([s for s in tree.gates if s.startswith("site")])
-        children.append(f"{site}.power{rng.randrange(2)}!")
+        children.append(f"site{rng.randrange(infra.sites)}.power{rng.randrange(2)}!")
     tree.add_gate(name, GateKind.OR, children)
     infra.components += 1

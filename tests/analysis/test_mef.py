@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.analysis.scram import (
+    MEF_MODELS,
     SCRAM,
     Algorithm,
     ReferenceBdd,
+    ScramError,
+    ScramTimeoutError,
     brute_force_cut_sets,
     run_scram,
     same_to_printed_digits,
@@ -148,10 +152,9 @@ def test_constants_become_house_events(tmp_path: Path) -> None:
 
 
 def test_the_aralia_models_load() -> None:
-    shared = Path(__file__).resolve().parents[3] / "shared" / "mef"
-    if not shared.is_dir():
-        pytest.skip(f"{shared} is absent")
-    model = load_mef(shared / "baobab1.xml")
+    if not MEF_MODELS.is_dir():
+        pytest.skip(f"the Aralia models are not in {MEF_MODELS} (set VIGIL_SHARED_DIR)")
+    model = load_mef(MEF_MODELS / "baobab1.xml")
     assert (len(model.tree.events), len(model.tree.gates), model.tops) == (61, 84, ["r1"])
 
 
@@ -224,7 +227,9 @@ REFUSALS = {
     "probability above 1": (event(f'\n<float value="1.5"/>{HERE}\n'), "probability 1.5 is not in [0, 1]"),
     "negative probability": (event(f'\n<int value="-1"/>{HERE}\n'), "not in [0, 1]"),
     "not a number": (event(f'\n<float value="0,5"/>{HERE}\n'), "'0,5' is not a valid <float>"),
-    "nan": (event(f'\n<float value="nan"/>{HERE}\n'), "not a finite number"),
+    "nan": (event(f'\n<float value="nan"/>{HERE}\n'), "'nan' is not a valid <float>"),
+    "underscore": (event(f'\n<int value="1_0"/>{HERE}\n'), "'1_0' is not a valid <int>"),
+    "overflow": (event(f'\n<float value="1e999"/>{HERE}\n'), "'1e999' is too large"),
     "no probability": (event(f"{HERE}\n<label>x</label>"), "basic event 'a' has no probability"),
     "unsupported expression": (
         event(f'\n<lognormal-deviate>{HERE}\n<float value="1e-3"/><float value="3"/></lognormal-deviate>'),
@@ -498,9 +503,9 @@ def test_random_trees_agree_with_scram_and_brute_force(tmp_path: Path, seed: int
 @needs_scram
 @pytest.mark.parametrize("model", ["chinese.xml", "das9202.xml"])
 def test_exported_aralia_models_give_scram_the_same_answers(tmp_path: Path, model: str) -> None:
-    source = Path(__file__).resolve().parents[3] / "shared" / "mef" / model
+    source = MEF_MODELS / model
     if not source.is_file():
-        pytest.skip(f"{source} is absent")
+        pytest.skip(f"{source} is absent (set VIGIL_SHARED_DIR)")
     loaded = load_mef(source)
     (original,) = run_scram(source).values()
     (exported,) = run_scram(write(tmp_path, export_mef(loaded.tree, loaded.tops[0]))).values()
@@ -509,3 +514,89 @@ def test_exported_aralia_models_give_scram_the_same_answers(tmp_path: Path, mode
         original.distribution,
         original.probability,
     )
+
+
+# -- the harness itself --------------------------------------------------------------------------------------------
+
+
+def test_printed_digits_comparison() -> None:
+    assert same_to_printed_digits(0.0011705818107586692, 0.00117058)
+    assert not same_to_printed_digits(0.0011705868, 0.00117058)
+    assert same_to_printed_digits(9.495101853730964e-07, 9.4951e-07)
+    assert not same_to_printed_digits(1e-300, 0.0) and same_to_printed_digits(0.0, 0.0)
+
+
+@pytest.mark.scram
+@needs_scram
+def test_constant_tops_are_read_as_the_empty_set_or_nothing(tmp_path: Path) -> None:
+    tree = FaultTree()
+    tree.add_event("e", 0.5)
+    tree.add_house("on", True)
+    tree.add_house("off", False)
+    tree.add_gate("always", GateKind.OR, ["e", "on"])
+    tree.add_gate("never", GateKind.AND, ["e", "off"])
+    always = run_scram(write(tmp_path, export_mef(tree, "always")), cut_sets=True)["always"]
+    assert (always.products, always.distribution, always.cut_sets, always.probability) == (
+        1,
+        {0: 1},
+        [frozenset()],
+        1.0,
+    )
+    never = run_scram(write(tmp_path, export_mef(tree, "never")), cut_sets=True)["never"]
+    assert (never.products, never.distribution, never.cut_sets, never.probability) == (0, {}, [], 0.0)
+
+
+@pytest.mark.scram
+@needs_scram
+def test_scram_failures_and_timeouts_are_reported(tmp_path: Path) -> None:
+    broken = write(tmp_path, mef(FT.format('<define-gate name="g"><or><event name="nowhere"/></or></define-gate>')))
+    with pytest.raises(ScramError, match="exited with"):
+        run_scram(broken)
+    tree, top = random_tree(random.Random(7), 10, 9, scram_safe=True)
+    with pytest.raises(ScramTimeoutError, match="ran over"):
+        run_scram(write(tmp_path, export_mef(tree, top)), timeout=1e-4)
+
+
+WEIRD = "aB_-.:/ %\t\n\x01é€😀\x7f\u2028<>&\"'0"
+
+
+def weird_tree(rng: random.Random) -> tuple[FaultTree, str]:
+    """A small tree whose ids and labels are drawn from characters MEF or XML cannot carry as they are."""
+    ids: set[str] = {" "}  # SCRAM's validator refuses an attribute of only spaces
+    while len(ids) < 12:
+        ids.add("".join(rng.choice(WEIRD) for _ in range(rng.randint(1, 8))))
+    order = sorted(ids)
+    rng.shuffle(order)
+    tree = FaultTree()
+    for i in order[:6]:
+        tree.add_event(i, rng.random(), label="".join(rng.choices(WEIRD, k=5)))
+    tree.add_house(order[6], rng.random() < 0.5)
+    nodes = order[:7]
+    for gate_id in order[7:]:
+        children = rng.choices(nodes, k=rng.randint(2, 4))
+        tree.add_gate(gate_id, rng.choice(list(GateKind)), children, rng.randint(1, len(children)))
+        nodes.append(gate_id)
+    return tree, nodes[-1]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_weird_ids_round_trip(tmp_path: Path, seed: int) -> None:
+    tree, top = weird_tree(random.Random(seed))
+    model = load_mef(write(tmp_path, export_mef(tree, top)))
+    expected = cone(tree, top)
+    assert (model.tree.gates, model.tree.events, model.tree.houses) == (
+        expected.gates,
+        expected.events,
+        expected.houses,
+    )
+    assert set(model.tree.labels) == set(expected.labels)
+
+
+@pytest.mark.scram
+@needs_scram
+@pytest.mark.parametrize("seed", range(5))
+def test_scram_validates_weird_ids(tmp_path: Path, seed: int) -> None:
+    tree, top = weird_tree(random.Random(seed))
+    path = write(tmp_path, export_mef(tree, top))
+    checked = subprocess.run([str(SCRAM), "--validate", str(path)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr

@@ -5,22 +5,19 @@ A :class:`Bdd` manager owns every node; a function is an ``int`` node id: ``FALS
 child is always created before its parents, so node ids are a topological order (probabilities are computed by
 one forward sweep, without recursion). Without negation there is no need for complement edges.
 
-:class:`MinimalSolutions` turns a BDD into the ZBDD of its minimal solutions (Rauzy's ``minsol``), with an
-optional order limit: the minimal cut sets of a coherent fault tree.
-
 Work is limited with :meth:`Bdd.budget` (created nodes, seconds); running out raises
-:class:`~vigil.analysis.zbdd.BudgetExceededError` and removes every node created inside the block.
+:class:`~vigil.analysis.zbdd.BudgetExceededError`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from vigil.analysis.zbdd import BASE, EMPTY, TERMINAL_VAR, BudgetExceededError, Zbdd, _Budget, recursion_room
+from vigil.analysis.zbdd import TERMINAL_VAR, BudgetExceededError, _Budget, recursion_room
 
-__all__ = ["FALSE", "TRUE", "Bdd", "BudgetExceededError", "MinimalSolutions"]
+__all__ = ["FALSE", "TRUE", "Bdd", "BudgetExceededError"]
 
 FALSE = 0
 TRUE = 1
@@ -34,22 +31,19 @@ class Bdd:
         self._var: list[int] = [TERMINAL_VAR, TERMINAL_VAR]
         self._lo: list[int] = [FALSE, TRUE]
         self._hi: list[int] = [FALSE, TRUE]
-        # The number of variables on the longest path below a node: bounds recursion and order limits.
-        self._height: list[int] = [0, 0]
         self._unique: dict[tuple[int, int, int], int] = {}
-        self._and_cache: dict[tuple[int, int], int] = {}
-        self._or_cache: dict[tuple[int, int], int] = {}
         self._prob: list[float] = [0.0, 1.0]
+        self._reachable_cache: dict[int, list[int]] = {}
         self._budget = _Budget()
+        # Apply recurses at most twice per variable level (once per operand).
+        self._depth = 2 * len(self._p) + 10
         self._mk = self._make_node_constructor()
         self._and, self._or = self._make_apply()
 
     def _make_node_constructor(self) -> Callable[[int, int, int], int]:
-        var, lo, hi, height, unique, budget = self._var, self._lo, self._hi, self._height, self._unique, self._budget
-        calls = 0
+        var, lo, hi, unique, budget = self._var, self._lo, self._hi, self._unique, self._budget
 
         def mk(v: int, low: int, high: int) -> int:
-            nonlocal calls
             if low == high:
                 return low
             key = (v, low, high)
@@ -58,21 +52,20 @@ class Bdd:
                 node = len(var)
                 if node >= budget.node_cap:
                     raise BudgetExceededError(f"BDD node budget exhausted at {node} nodes")
+                if not node & 1023 and time.monotonic() > budget.deadline:
+                    raise BudgetExceededError("BDD time budget exhausted")
                 var.append(v)
                 lo.append(low)
                 hi.append(high)
-                height.append(1 + max(height[low], height[high]))
                 unique[key] = node
-            calls += 1
-            if not calls & 1023 and time.monotonic() > budget.deadline:
-                raise BudgetExceededError("BDD time budget exhausted")
             return node
 
         return mk
 
     def _make_apply(self) -> tuple[Callable[[int, int], int], Callable[[int, int], int]]:
         var, lo, hi, mk = self._var, self._lo, self._hi, self._mk
-        and_cache, or_cache = self._and_cache, self._or_cache
+        and_cache: dict[tuple[int, int], int] = {}
+        or_cache: dict[tuple[int, int], int] = {}
 
         def and_(a: int, b: int) -> int:
             if a == b or b == TRUE:
@@ -126,14 +119,21 @@ class Bdd:
         """Return the function "variable ``v`` is true" (fails)."""
         return self._mk(v, FALSE, TRUE)
 
+    def any_of(self, variables: Iterable[int]) -> int:
+        """Return the OR of ``variables`` (a chain of nodes, built directly)."""
+        node = FALSE
+        for v in sorted(set(variables), reverse=True):
+            node = self._mk(v, node, TRUE)
+        return node
+
     def and_(self, a: int, b: int) -> int:
         """Return ``a ∧ b``."""
-        with recursion_room(self._room(a, b)):
+        with recursion_room(self._depth):
             return self._and(a, b)
 
     def or_(self, a: int, b: int) -> int:
         """Return ``a ∨ b``."""
-        with recursion_room(self._room(a, b)):
+        with recursion_room(self._depth):
             return self._or(a, b)
 
     def conjunction(self, operands: Sequence[int]) -> int:
@@ -151,7 +151,9 @@ class Bdd:
             return TRUE
         if k > n:
             return FALSE
-        with recursion_room(sum(self._height[f] for f in operands) + 10):
+        if k == n:
+            return self.conjunction(operands)
+        with recursion_room(self._depth):
             # row[j] = "at least j of operands[i:]"; built from the last operand back, as in a k-of-n counter.
             row = [TRUE] + [FALSE] * k
             for i in range(n - 1, -1, -1):
@@ -161,18 +163,15 @@ class Bdd:
             return row[k]
 
     def _balanced(self, items: list[int], op: Callable[[int, int], int], unit: int) -> int:
-        if not items:
-            return unit
-        with recursion_room(sum(self._height[f] for f in items) + 10):
+        if len(items) <= 1:
+            return items[0] if items else unit
+        with recursion_room(self._depth):
             while len(items) > 1:
                 merged = [op(items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)]
                 if len(items) % 2:
                     merged.append(items[-1])
                 items = merged
             return items[0]
-
-    def _room(self, a: int, b: int) -> int:
-        return self._height[a] + self._height[b] + 10
 
     # -- budget -------------------------------------------------------------------------------------------------
 
@@ -182,36 +181,20 @@ class Bdd:
         return len(self._var)
 
     @contextmanager
-    def budget(self, *, nodes: int | None = None, seconds: float | None = None) -> Iterator[int]:
-        """Limit the nodes created and the time spent in the block, yielding the first id it may create.
+    def budget(self, *, nodes: int | None = None, seconds: float | None = None) -> Iterator[None]:
+        """Limit the nodes created and the time spent inside the block; raises BudgetExceededError past either.
 
-        Raises BudgetExceededError when a limit is hit; the nodes created in the block are then discarded (so ids
-        at or above the yielded mark that the caller kept are invalid).
+        After BudgetExceededError the manager is consistent but holds a partial result: callers discard it.
         """
-        mark = len(self._var)
         saved = (self._budget.node_cap, self._budget.deadline)
         if nodes is not None:
-            self._budget.node_cap = min(saved[0], mark + nodes)
+            self._budget.node_cap = min(saved[0], len(self._var) + nodes)
         if seconds is not None:
             self._budget.deadline = min(saved[1], time.monotonic() + seconds)
         try:
-            yield mark
-        except BudgetExceededError:
-            self._rollback(mark)
-            raise
+            yield
         finally:
             self._budget.node_cap, self._budget.deadline = saved
-
-    def _rollback(self, mark: int) -> None:
-        var, lo, hi = self._var, self._lo, self._hi
-        for n in range(mark, len(var)):
-            del self._unique[(var[n], lo[n], hi[n])]
-        for array in (var, lo, hi, self._height):
-            del array[mark:]
-        del self._prob[mark:]
-        # The caches may mention discarded nodes; they are only caches.
-        self._and_cache.clear()
-        self._or_cache.clear()
 
     # -- queries ------------------------------------------------------------------------------------------------
 
@@ -243,6 +226,21 @@ class Bdd:
             prob.append(pv * prob[hi[n]] + (1.0 - pv) * prob[lo[n]])
         return prob[f]
 
+    def probability_given(self, f: int, fixed: dict[int, float]) -> float:
+        """Return P(f is true) with the probabilities of the variables in ``fixed`` replaced (e.g. 0: works)."""
+        if not fixed:
+            return self.probability(f)
+        nodes = self._reachable_cache.get(f)
+        if nodes is None:
+            nodes = self._reachable_cache[f] = self._reachable(f)
+        var, lo, hi, p = self._var, self._lo, self._hi, self._p
+        prob: dict[int, float] = {0: 0.0, 1: 1.0}
+        for n in nodes:  # children first
+            v = var[n]
+            pv = fixed[v] if v in fixed else p[v]
+            prob[n] = pv * prob[hi[n]] + (1.0 - pv) * prob[lo[n]]
+        return prob[f]
+
     def birnbaum(self, f: int) -> dict[int, float]:
         """Return ``{v: P(f | v) - P(f | not v)}`` for every variable in the support of ``f``.
 
@@ -269,49 +267,3 @@ class Bdd:
     def node(self, f: int) -> tuple[int, int, int]:
         """Return ``(variable, lo, hi)`` of a non-terminal node."""
         return self._var[f], self._lo[f], self._hi[f]
-
-
-class MinimalSolutions:
-    """Rauzy's ``minsol``: the ZBDD of the minimal true assignments of a monotone BDD, memoised per order limit."""
-
-    def __init__(self, bdd: Bdd, zbdd: Zbdd) -> None:
-        self._bdd = bdd
-        self._zbdd = zbdd
-        self._cache: dict[tuple[int, int], int] = {}
-        self._unbounded = 1 << 40
-
-    def __call__(self, f: int, limit: int | None = None) -> int:
-        """Return the ZBDD of the minimal solutions of ``f`` with at most ``limit`` variables.
-
-        The variables of the ZBDD are the BDD's. Raises BudgetExceededError if the ZBDD's budget runs out.
-        """
-        z, b = self._zbdd, self._bdd
-        with recursion_room(4 * b._height[f] + 10):
-            # The ZBDD recursion depth is bounded by the deepest variable it will meet.
-            z._depth = max(z._depth, max((b._var[n] + 1 for n in b._reachable(f)), default=0))
-            return self._minsol(f, self._unbounded if limit is None else limit)
-
-    def _minsol(self, f: int, k: int) -> int:
-        if f <= TRUE:
-            return BASE if f == TRUE else EMPTY
-        b = self._bdd
-        if k >= b._height[f]:
-            k = self._unbounded
-        elif k <= 0:
-            return EMPTY  # a monotone function other than TRUE is false on the empty assignment
-        key = (f, k)
-        r = self._cache.get(key)
-        if r is None:
-            z = self._zbdd
-            low = self._minsol(b._lo[f], k)
-            # A solution with v is minimal when no solution without v lies inside it.
-            high = z._without(self._minsol(b._hi[f], k - 1), low)
-            r = z._mk(b._var[f], low, high)
-            self._cache[key] = r
-        return r
-
-    def forget(self, mark: int) -> None:
-        """Drop memoised results for BDD nodes at or above ``mark`` (after the BDD discarded them)."""
-        for key in [key for key in self._cache if key[0] >= mark]:
-            del self._cache[key]
-

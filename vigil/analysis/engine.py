@@ -1,39 +1,47 @@
 """Cut sets, top-event probability and importance measures of a :class:`~vigil.analysis.faulttree.FaultTree`.
 
-:class:`Analyzer` is the public entry point. It is built once per tree and then asked about many tops (every
-service of an infrastructure), so it keeps one ZBDD manager and one BDD manager with a single variable order
-for the whole tree and memoises the diagram of every gate: a sub-tree shared by many tops is computed once.
+:class:`Analyzer` is built once per tree and then asked about many tops (every service of an infrastructure).
 
-* Minimal cut sets are built bottom-up as ZBDDs (OR = union, AND = product, AT-LEAST expanded, each result
-  minimised and truncated to the order limit; the approach of SCRAM and Rauzy). Truncating at every step gives
-  exactly the minimal cut sets whose order is within the limit, because sets only grow on the way up.
-* Probability is exact on the BDD of the top (Shannon decomposition). When the BDD outgrows its node or time
-  budget the answer is a pair of bounds from the cut sets, or a Monte-Carlo interval (see :mod:`.bounds`
-  functions below), marked ``exact=False``.
-* Importance (Birnbaum, Fussell-Vesely) comes from the same BDD in one sweep.
+1. Every gate is rewritten once, bottom-up, into a *form* (see :class:`_Forms`): the OR of some basic events and
+   some *groups* (k-of-n gates with k ≥ 2) from which the part shared by all children has been factored out.
+   In an infrastructure a service becomes its single points of failure plus a few small redundancy groups, and
+   the variable order that suits one group is chosen per group rather than for the whole fleet (one global
+   order made the BDDs of a 10,000-component fleet explode).
+2. A top's groups split into independent *components* once the top's own events are set to "works".
+3. Minimal cut sets: per group, bottom-up ZBDDs in one manager shared by all tops (OR = union, AND = product,
+   AT-LEAST expanded; each step minimised and truncated to the order limit, as SCRAM does, which yields exactly
+   the minimal cut sets within the limit), then per component. The top's own events are its order-1 sets.
+4. Probability: exact, from one BDD per group (built once, variable order depth-first from the group),
+   conditioned on the top's own events working and, within a component, on the few events its groups share.
+   Past a node or time budget: bounds from the cut sets (``"mcub"``), else Monte-Carlo, with ``exact=False``.
+5. Importance: from a BDD of the whole top, one backward sweep for every event.
 
-The tree must not change while an Analyzer uses it. Raises :class:`FaultTreeError` for unknown ids.
+Results are memoised per gate, group and component, so a shared sub-tree is computed once. An Analyzer is not
+thread-safe, and the tree must not change while it is used. Unknown ids raise :class:`FaultTreeError`.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from vigil.analysis.bdd import FALSE, TRUE, Bdd, MinimalSolutions
+from vigil.analysis.bdd import Bdd
 from vigil.analysis.faulttree import FaultTree, Gate, GateKind
-from vigil.analysis.zbdd import BASE, EMPTY, BudgetExceededError, Zbdd
+from vigil.analysis.zbdd import BASE, EMPTY, BudgetExceededError, Zbdd, recursion_room
 
 __all__ = ["DEFAULT_NODE_LIMIT", "Analyzer", "CutSets", "Importance", "Probability"]
 
-# About 150 bytes a node in CPython: a million nodes is ~150 MB, a few seconds of work in pure Python.
+# Nodes one BDD may create: ~250 bytes each in CPython, so ~250 MB and a few seconds. edf9203 needs ~760,000.
 DEFAULT_NODE_LIMIT = 1_000_000
-# Cut sets enumerated at most to compute the min-cut upper bound when the BDD is too big.
+# Groups sharing at most this many events are combined by cases (2^n BDD sweeps) rather than in a joint BDD.
+_MAX_SHARED = 4
+# Cut sets enumerated at most for the min-cut upper bound when the BDD is over budget.
 _MCUB_SET_LIMIT = 200_000
 
 
@@ -56,60 +64,294 @@ class Importance:
     fussell_vesely: float  # (P(top) - P(top | event works)) / P(top); 0 when P(top) == 0
 
 
-class CutSets:
-    """The minimal cut sets of a top whose order is at most ``max_order`` (None: no limit), held as a ZBDD."""
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What a CutSets needs of its analyzer: the ZBDD manager, event names and probabilities by variable."""
 
-    def __init__(
-        self, zbdd: Zbdd, root: int, names: Sequence[str], probabilities: Sequence[float], max_order: int | None
-    ) -> None:
-        self._zbdd = zbdd
-        self._root = root
-        self._names = names
-        self._p = probabilities
+    zbdd: Zbdd
+    names: Sequence[str]
+    p: Sequence[float]
+
+
+class CutSets:
+    """The minimal cut sets of a top whose order is at most ``max_order`` (None: no limit).
+
+    Held as the top's single points of failure plus ZBDDs of independent parts sharing no event (so no set is
+    listed twice); nothing is enumerated until asked for, and counting happens on the diagrams.
+    """
+
+    def __init__(self, view: _View, singles: tuple[int, ...], families: tuple[int, ...], max_order: int | None) -> None:
+        self._view = view
+        self._singles = singles
+        self._families = families
         self.max_order = max_order
 
     @cached_property
     def count(self) -> int:
-        """The number of minimal cut sets (counted on the ZBDD, not enumerated)."""
-        return self._zbdd.count(self._root)
+        """The number of minimal cut sets."""
+        return len(self._singles) + sum(self._view.zbdd.count(f) for f in self._families)
 
     @cached_property
     def order_distribution(self) -> dict[int, int]:
-        """``{order: number of minimal cut sets of that order}``, orders without sets omitted."""
-        return self._zbdd.count_by_order(self._root)
+        """``{order: number of minimal cut sets of that order}`` in increasing order; empty orders omitted."""
+        orders: dict[int, int] = {1: len(self._singles)} if self._singles else {}
+        for family in self._families:
+            for order, number in self._view.zbdd.count_by_order(family).items():
+                orders[order] = orders.get(order, 0) + number
+        return dict(sorted(orders.items()))
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self) -> Iterator[frozenset[str]]:
         """Yield the cut sets lazily, in no particular order."""
-        names = self._names
-        for variables in self._zbdd.iter_sets(self._root):
+        names = self._view.names
+        for variables in self.variable_sets():
             yield frozenset(names[v] for v in variables)
+
+    def variable_sets(self) -> Iterator[tuple[int, ...]]:
+        """Yield the cut sets as tuples of variable numbers (the analyzer's), lazily."""
+        yield from ((v,) for v in self._singles)
+        for family in self._families:
+            yield from self._view.zbdd.iter_sets(family)
 
     def ranked(self, limit: int | None = None) -> list[tuple[frozenset[str], float]]:
         """Return ``(cut set, product of its events' probabilities)``, most probable first, ties by sorted ids.
 
-        With a limit only the best sets are searched for (best-first on the ZBDD), not all enumerated.
+        With a limit only the best sets are searched for (best-first on the ZBDDs), not all enumerated.
         """
         if limit is not None and limit <= 0:
             return []
-        if limit is None:
-            candidates = self._zbdd.iter_sets(self._root)
-        else:
-            candidates = (v for v, _ in self._zbdd.heaviest(self._root, self._p, limit))
-        scored = []
-        for variables in candidates:
-            ids = sorted(self._names[v] for v in variables)
-            scored.append((-math.prod(sorted(self._p[v] for v in variables)), ids))
-        best = heapq.nsmallest(limit, scored) if limit is not None else sorted(scored)
-        return [(frozenset(ids), -negative) for negative, ids in best]
+        z, names, p = self._view.zbdd, self._view.names, self._view.p
+        found: Iterable[tuple[int, ...]] = self.variable_sets()
+        if limit is not None:
+            best = (z.heaviest(family, p, limit) for family in self._families)
+            found = itertools.chain(((v,) for v in self._singles), (s for part in best for s, _ in part))
+        # Multiplying the sorted probabilities makes equal multisets tie exactly, whatever the order.
+        scored = [(-math.prod(sorted(p[v] for v in s)), sorted(names[v] for v in s)) for s in found]
+        chosen = heapq.nsmallest(limit, scored) if limit is not None else sorted(scored)
+        return [(frozenset(ids), -negative) for negative, ids in chosen]
+
+    def rare_event(self) -> tuple[float, dict[int, float]]:
+        """Return Σ P(cut set) and its derivative by each event's probability (keyed by variable)."""
+        z, p = self._view.zbdd, self._view.p
+        slopes: dict[int, float] = dict.fromkeys(self._singles, 1.0)
+        total = math.fsum(p[v] for v in self._singles)
+        for family in self._families:
+            total += z.rare_event(family, p)
+            for v, slope in z.rare_event_slopes(family, p).items():
+                slopes[v] = slopes.get(v, 0.0) + slope
+        return total, slopes
+
+
+Form = tuple[frozenset[int], frozenset[int]]
+"""A node in flattened, factored form: the OR of some basic events (by variable) and some groups (by id)."""
+
+_NOTHING: frozenset[int] = frozenset()
+_TRUE_GROUP = 0  # the group that has always failed: a form holding it is constantly failed
+_NEVER: Form = (_NOTHING, _NOTHING)
+_ALWAYS: Form = (_NOTHING, frozenset({_TRUE_GROUP}))
+
+
+@dataclass(frozen=True, slots=True)
+class _Component:
+    """Groups of a top that share events, and the top's own events they mention (to be set to "works")."""
+
+    roots: frozenset[int]
+    touched: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How to build one BDD: the variable order (global numbers) and the groups, children first."""
+
+    order: list[int]
+    post: list[int]
+
+
+class _Forms:
+    """The flattened, factored form of every node of one tree, memoised per gate.
+
+    OR gates are flattened into one OR of events and groups. A group is "at least k of n child forms" with
+    2 ≤ k ≤ n (an AND when k = n); what all its children share is moved out of it, since
+    ``atleast_k(C ∨ x1, …, C ∨ xn) = C ∨ atleast_k(x1, …, xn)``. The replicas of a service share its
+    requirements, so groups shrink to the replicas' own failure modes. Group ids are allocated children first.
+    """
+
+    def __init__(self, tree: FaultTree, var: dict[str, int]) -> None:
+        self._tree = tree
+        self._var = var
+        self.groups: list[tuple[int, tuple[Form, ...]]] = [(0, ())]
+        self._interned: dict[tuple[int, tuple[Form, ...]], int] = {}
+        self._memo: dict[str, Form] = {}
+        self._components: dict[Form, list[_Component]] = {}
+
+    def of(self, node: str) -> Form:
+        """Return the form of ``node``; raises FaultTreeError for an unknown id."""
+        memo = self._memo
+        if node in memo:
+            return memo[node]
+        if self._tree.kind_of(node) != "gate":
+            return self._leaf(node)
+        for gate in _pending(self._tree, node, memo):
+            kids = [memo[c] if c in memo else self._leaf(c) for c in gate.children]
+            if gate.kind is GateKind.OR:
+                memo[gate.id] = _disjunction(kids)
+            else:
+                memo[gate.id] = self._at_least(len(kids) if gate.kind is GateKind.AND else gate.k, kids)
+        return memo[node]
+
+    def _leaf(self, node: str) -> Form:
+        if node in self._tree.houses:
+            return _ALWAYS if self._tree.houses[node] else _NEVER
+        return frozenset((self._var[node],)), _NOTHING
+
+    def _at_least(self, k: int, kids: list[Form]) -> Form:
+        live = []
+        for kid in kids:
+            if _TRUE_GROUP in kid[1]:
+                k -= 1
+            elif kid != _NEVER:
+                live.append(kid)
+        if k == len(live):  # an AND: a repeated child adds nothing
+            live = list(dict.fromkeys(live))
+            k = len(live)
+        if k <= 0:
+            return _ALWAYS
+        if k > len(live):
+            return _NEVER
+        if k == 1:
+            return _disjunction(live)
+        common = (frozenset.intersection(*(f[0] for f in live)), frozenset.intersection(*(f[1] for f in live)))
+        if common != _NEVER:
+            # A child left with nothing cannot fail once the common part works: it drops out.
+            live = [rest for f in live if (rest := (f[0] - common[0], f[1] - common[1])) != _NEVER]
+            return _disjunction([common, self._at_least(k, live) if k <= len(live) else _NEVER])
+        key = (k, tuple(sorted(live, key=lambda f: (sorted(f[0]), sorted(f[1])))))
+        group = self._interned.get(key)
+        if group is None:
+            group = self._interned[key] = len(self.groups)
+            self.groups.append(key)
+        return _NOTHING, frozenset((group,))
+
+    def reachable(self, roots: frozenset[int], done: Container[int] = ()) -> list[int]:
+        """Return the groups under ``roots`` (included) that are not in ``done``, children first."""
+        found: set[int] = set()
+        stack = [g for g in roots if g not in done]
+        while stack:
+            g = stack.pop()
+            if g not in found:
+                found.add(g)
+                stack.extend(h for child in self.groups[g][1] for h in child[1] if h not in done)
+        return sorted(found)  # ids are allocated children first
+
+    def components(self, form: Form) -> list[_Component]:
+        """Split the groups of ``form`` into parts sharing no event once the form's own events work (memoised).
+
+        The parts are independent: their probabilities multiply and their cut sets never overlap.
+        """
+        parts = self._components.get(form)
+        if parts is None:
+            own, roots = form[0], sorted(form[1])
+            parent = list(range(len(roots)))
+            owner: dict[int, int] = {}
+            touched: list[set[int]] = []
+            for i, root in enumerate(roots):
+                events = self._events_under(root)
+                touched.append(events & own)
+                for v in events - own:
+                    parent[_find(parent, owner.setdefault(v, i))] = _find(parent, i)
+            merged: dict[int, tuple[list[int], set[int]]] = {}
+            for i, root in enumerate(roots):
+                members, touches = merged.setdefault(_find(parent, i), ([], set()))
+                members.append(root)
+                touches |= touched[i]
+            parts = [_Component(frozenset(members), frozenset(touches)) for members, touches in merged.values()]
+            self._components[form] = parts
+        return parts
+
+    def shared_events(self, part: _Component) -> set[int]:
+        """Return the events (outside ``part.touched``) that more than one group of ``part`` depends on."""
+        seen: set[int] = set()
+        shared: set[int] = set()
+        for root in part.roots:
+            events = self._events_under(root) - part.touched
+            shared |= seen & events
+            seen |= events
+        return shared
+
+    def _events_under(self, root: int) -> set[int]:
+        events: set[int] = set()
+        seen = {root}
+        stack = [root]
+        while stack:
+            for child_events, child_groups in self.groups[stack.pop()][1]:
+                events |= child_events
+                stack.extend(g for g in child_groups if g not in seen)
+                seen.update(child_groups)
+        return events
+
+    def layout(self, form: Form) -> _Layout:
+        """Return a variable order for a BDD of ``form`` and its groups, children first.
+
+        The form's own events come first (they add a chain of nodes at most), then the events of its groups in
+        depth-first order of first appearance, which keeps each group's variables together.
+        """
+        order = sorted(form[0])
+        placed = set(order)
+        post: list[int] = []
+        seen: set[int] = set()
+        for root in sorted(form[1]):
+            if root in seen:
+                continue
+            seen.add(root)
+            stack = [(root, self._items(root))]
+            while stack:
+                group, items = stack[-1]
+                for item in items:
+                    if item < 0:
+                        if ~item not in seen:
+                            seen.add(~item)
+                            stack.append((~item, self._items(~item)))
+                            break
+                    elif item not in placed:
+                        placed.add(item)
+                        order.append(item)
+                else:
+                    stack.pop()
+                    post.append(group)
+        return _Layout(order, post)
+
+    def _items(self, group: int) -> Iterator[int]:
+        # Events as their variable, groups as ~id (negative), in a deterministic order. Children without
+        # groups come first, so a chain of nested groups puts each group's own events above its sub-groups'.
+        for events, groups in sorted(self.groups[group][1], key=lambda form: bool(form[1])):
+            yield from sorted(events)
+            yield from (~g for g in sorted(groups))
+
+
+def _disjunction(forms: list[Form]) -> Form:
+    if len(forms) == 1:
+        return forms[0]
+    groups = _NOTHING.union(*(f[1] for f in forms))
+    if _TRUE_GROUP in groups:
+        return _ALWAYS
+    return _NOTHING.union(*(f[0] for f in forms)), groups
+
+
+def _find(parent: list[int], i: int) -> int:
+    """Return the representative of ``i`` in a union-find forest, halving paths on the way."""
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
 
 
 class Analyzer:
     """Answers cut-set, probability and importance questions about any node of one fault tree.
 
-    Raises FaultTreeError (from the constructor) if the tree is malformed.
+    ``node_limit`` caps the nodes of each BDD (and of the ZBDD work of a fallback). Raises FaultTreeError
+    (from the constructor) if the tree is malformed.
     """
 
     def __init__(self, tree: FaultTree, *, node_limit: int = DEFAULT_NODE_LIMIT) -> None:
@@ -119,11 +361,17 @@ class Analyzer:
         self._var = {name: v for v, name in enumerate(self._names)}
         self._p = [tree.events[name] for name in self._names]
         self._node_limit = node_limit
+        self._forms = _Forms(tree, self._var)
         self._zbdd = Zbdd()
-        self._bdd = Bdd(self._p)
-        self._minsol = MinimalSolutions(self._bdd, self._zbdd)
-        self._cut_memo: dict[tuple[str, int | None], int] = {}
-        self._bdd_memo: dict[str, int] = {}
+        self._view = _View(self._zbdd, self._names, self._p)
+        # Diagram operations recurse about once per variable level, a few operations deep.
+        self._depth = 4 * len(self._names) + 50
+        self._group_families: dict[tuple[int, int | None], int] = {}
+        self._union_families: dict[tuple[frozenset[int], int | None], int] = {}
+        self._component_families: dict[tuple[_Component, int | None], int] = {}
+        self._group_functions: dict[int, tuple[Bdd, int, dict[int, int]]] = {}
+        self._component_exact: dict[_Component, float] = {}
+        self._exact: dict[str, float] = {}
 
     # -- cut sets -----------------------------------------------------------------------------------------------
 
@@ -134,114 +382,192 @@ class Analyzer:
         """
         if max_order is not None and max_order < 0:
             raise ValueError(f"max_order must be at least 0, not {max_order}")
-        root = self._cut_family(top, max_order)
-        return CutSets(self._zbdd, root, self._names, self._p, max_order)
+        form = self._forms.of(top)
+        if _TRUE_GROUP in form[1]:
+            return CutSets(self._view, (), (BASE,), max_order)
+        if max_order == 0:
+            return CutSets(self._view, (), (), max_order)
+        with recursion_room(self._depth):
+            families = tuple(self._component_family(part, max_order) for part in self._forms.components(form))
+        return CutSets(self._view, tuple(sorted(form[0])), families, max_order)
 
-    def _cut_family(self, top: str, k: int | None) -> int:
-        kind = self._tree.kind_of(top)
-        if kind != "gate":
-            return self._cut_leaf(top, k)
-        memo = self._cut_memo
+    def _component_family(self, part: _Component, k: int | None) -> int:
+        """Return the minimal cut sets (order ≤ k) of one independent part of a top's groups (memoised)."""
+        key = (part, k)
+        family = self._component_families.get(key)
+        if family is None:
+            # Sets through the groups that hold one of the top's own events are not minimal.
+            family = self._zbdd.avoiding(self._groups_family(part.roots, k), part.touched)
+            self._component_families[key] = family
+        return family
+
+    def _groups_family(self, groups: frozenset[int], k: int | None) -> int:
+        """Return the minimal cut sets (order ≤ k) of the OR of ``groups`` (memoised)."""
+        key = (groups, k)
+        family = self._union_families.get(key)
+        if family is None:
+            memo, z = self._group_families, self._zbdd
+            for group in self._forms.reachable(groups, _KeyView(memo, k)):
+                memo[(group, k)] = self._group_family(group, k)
+            family = EMPTY
+            for group in groups:
+                family = z.union(family, memo[(group, k)])
+            family = self._union_families[key] = z.minimal(family)
+        return family
+
+    def _group_family(self, group: int, k: int | None) -> int:
+        """Return the minimal cut sets (order ≤ k) of one group; those of the groups below must be memoised."""
         z = self._zbdd
-        for gate in _pending(self._tree, top, lambda g: (g, k) in memo):
-            kids = [memo[(c, k)] if (c, k) in memo else self._cut_leaf(c, k) for c in gate.children]
-            memo[(gate.id, k)] = _gate_family(z, gate, kids, k)
-        return memo[(top, k)]
-
-    def _cut_leaf(self, node: str, k: int | None) -> int:
-        if node in self._tree.houses:
-            return BASE if self._tree.houses[node] else EMPTY
-        if k == 0:
-            return EMPTY
-        return self._zbdd.singleton(self._var[node])
-
-    # -- BDD ----------------------------------------------------------------------------------------------------
-
-    def _function(self, top: str, seconds: float) -> int:
-        """Return the BDD of ``top``; raises BudgetExceededError (memo left consistent) past the budget."""
-        kind = self._tree.kind_of(top)
-        if kind != "gate":
-            return self._bdd_leaf(top)
-        memo = self._bdd_memo
-        added: list[str] = []
-        try:
-            with self._bdd.budget(nodes=self._node_limit, seconds=seconds) as mark:
-                for gate in _pending(self._tree, top, memo.__contains__):
-                    kids = [memo[c] if c in memo else self._bdd_leaf(c) for c in gate.children]
-                    memo[gate.id] = _gate_function(self._bdd, gate, kids)
-                    added.append(gate.id)
-        except BudgetExceededError:
-            for gid in added:
-                del memo[gid]
-            self._minsol.forget(mark)
-            raise
-        return memo[top]
-
-    def _bdd_leaf(self, node: str) -> int:
-        if node in self._tree.houses:
-            return TRUE if self._tree.houses[node] else FALSE
-        return self._bdd.variable(self._var[node])
+        need, children = self._forms.groups[group]
+        kids = []
+        for events, groups in children:
+            below = self._groups_family(groups, k) if groups else EMPTY
+            kids.append(z.union(z.avoiding(below, events), z.singletons(events)))
+        if need == len(kids):
+            family = BASE
+            for kid in kids:
+                family = z.and_minimal(family, kid, k)
+            return family
+        row = [BASE] + [EMPTY] * need  # row[j]: "at least j of kids[i:]", built from the last child back
+        for i in range(len(kids) - 1, -1, -1):
+            for j in range(min(need, len(kids) - i), 0, -1):
+                row[j] = z.minimal(z.union(z.product(kids[i], row[j - 1], k), row[j]))
+        return row[need]
 
     # -- probability --------------------------------------------------------------------------------------------
 
     def probability(self, top: str, *, budget_seconds: float = 10.0) -> Probability:
-        """Return P(top fails): exact from the BDD, else bounds (``exact=False``) computed within about as long again.
+        """Return P(top fails): exact from BDDs, else bounds (``exact=False``) found within about as long again.
 
         Raises FaultTreeError for an unknown id.
         """
-        try:
-            value = self._bdd.probability(self._function(top, budget_seconds))
-        except BudgetExceededError:
-            return self._estimate(top, budget_seconds)
+        value = self._exact.get(top)
+        if value is None:
+            try:
+                value = self._exact_probability(self._forms.of(top), time.monotonic() + budget_seconds)
+            except BudgetExceededError:
+                return self._estimate(top, budget_seconds)
+            self._exact[top] = value
         return Probability(value, True, value, value, "bdd")
 
+    def _exact_probability(self, form: Form, deadline: float) -> float:
+        """Return 1 − P(own events work)·Π P(component works | own events work); raises BudgetExceededError."""
+        if _TRUE_GROUP in form[1]:
+            return 1.0
+        own = [self._p[v] for v in form[0]]
+        if any(p >= 1.0 for p in own):
+            return 1.0
+        # Summing logs of survival keeps 1 − Π(1 − p) accurate when it is tiny.
+        logs = [math.log1p(-p) for p in own]
+        for part in self._forms.components(form):
+            p = self._component_probability(part, deadline)
+            if p >= 1.0:
+                return 1.0
+            logs.append(math.log1p(-p))
+        return 0.0 - math.expm1(math.fsum(logs))
+
+    def _component_probability(self, part: _Component, deadline: float) -> float:
+        """Return P(some group of ``part`` fails | the top's own events work), memoised."""
+        value = self._component_exact.get(part)
+        if value is None:
+            with recursion_room(self._depth):
+                shared = self._forms.shared_events(part)
+                if len(shared) <= _MAX_SHARED:
+                    value = self._by_cases(part, sorted(shared), deadline)
+                else:
+                    form = (part.touched, part.roots)
+                    bdd, root = self._function(form, self._forms.layout(form), deadline)
+                    value = bdd.probability(root)
+            self._component_exact[part] = value
+        return value
+
+    def _by_cases(self, part: _Component, shared: list[int], deadline: float) -> float:
+        """Return P(OR of the groups of ``part``) from each group's own BDD, by cases on the events they share.
+
+        Given the shared events the groups are independent: Σ_case P(case)·(1 − Π(1 − P(group | case))).
+        """
+        functions = [self._group_function(group, deadline) for group in sorted(part.roots)]
+        terms = []
+        for case in itertools.product((0.0, 1.0), repeat=len(shared)):
+            weight = math.prod(self._p[v] if bit else 1.0 - self._p[v] for v, bit in zip(shared, case, strict=True))
+            fixed = dict(zip(shared, case, strict=True)) | dict.fromkeys(part.touched, 0.0)
+            logs = []
+            for bdd, root, local in functions:
+                p = bdd.probability_given(root, {local[v]: value for v, value in fixed.items() if v in local})
+                logs.append(math.log1p(-p) if p < 1.0 else -math.inf)
+            terms.append(weight * -math.expm1(math.fsum(logs)))
+        return math.fsum(terms)
+
+    def _group_function(self, group: int, deadline: float) -> tuple[Bdd, int, dict[int, int]]:
+        """Return the BDD of one group (memoised), its root and the local number of each global variable."""
+        hit = self._group_functions.get(group)
+        if hit is None:
+            form: Form = (_NOTHING, frozenset((group,)))
+            layout = self._forms.layout(form)
+            bdd, root = self._function(form, layout, deadline)
+            hit = self._group_functions[group] = (bdd, root, {v: i for i, v in enumerate(layout.order)})
+        return hit
+
+    def _function(self, form: Form, layout: _Layout, deadline: float, *, with_events: bool = False) -> tuple[Bdd, int]:
+        """Return a BDD numbered as in ``layout`` of ``form``'s groups (or of the whole form), and its root.
+
+        Without ``with_events`` the groups are built as if the form's own events worked. Raises
+        BudgetExceededError past the node limit or the deadline.
+        """
+        local = {v: i for i, v in enumerate(layout.order)}
+        bdd = Bdd([self._p[v] for v in layout.order])
+        own = form[0]
+        value: dict[int, int] = {}
+        with bdd.budget(nodes=self._node_limit, seconds=deadline - time.monotonic()):
+            for group in layout.post:
+                need, children = self._forms.groups[group]
+                kids = [
+                    bdd.disjunction([bdd.any_of(local[v] for v in events if v not in own), *(value[g] for g in groups)])
+                    for events, groups in children
+                ]
+                value[group] = bdd.at_least(need, kids)
+            root = bdd.disjunction([value[g] for g in form[1]])
+            if with_events:
+                root = bdd.or_(bdd.any_of(local[v] for v in own), root)
+        return bdd, root
+
+    # -- fallback -----------------------------------------------------------------------------------------------
+
     def _estimate(self, top: str, seconds: float) -> Probability:
+        """Return bounds from the cut sets if they are tight, else a Monte-Carlo estimate within them."""
         deadline = time.monotonic() + seconds
-        bounds = self._cut_set_bounds(top, deadline)
-        lower, upper, value = bounds if bounds is not None else (0.0, 1.0, math.nan)
-        if bounds is not None and upper <= max(lower * 1.05, lower + 1e-12):
-            return Probability(value, False, lower, upper, "mcub")
+        cut_sets = self._affordable_cut_sets(top, deadline)
+        lower, upper, value = 0.0, 1.0, 0.5
+        if cut_sets is not None:
+            lower, upper, value = _cut_set_bounds(cut_sets, self._p, [self._p[self._var[e]] for e in self._cone(top)])
+            if upper <= max(lower * 1.05, lower + 1e-12):
+                return Probability(value, False, lower, upper, "mcub")
         sampled = _monte_carlo(self._tree, top, deadline)
-        if sampled is None:
-            if bounds is None:
-                return Probability(0.5, False, 0.0, 1.0, "mcub")
+        if sampled is None or sampled[1] > upper or sampled[2] < lower:
             return Probability(value, False, lower, upper, "mcub")
         estimate, low, high = sampled
         low, high = max(low, lower), min(high, upper)
-        return Probability(min(max(estimate, low), high), False, min(low, high), high, "monte-carlo")
+        return Probability(min(max(estimate, low), high), False, low, high, "monte-carlo")
 
-    def _cut_set_bounds(self, top: str, deadline: float) -> tuple[float, float, float] | None:
-        """Return ``(lower, upper, min-cut upper bound)`` from the largest order limit affordable, or None.
-
-        The lower bound is the exact probability of a set of cut sets sharing no event; the upper bound adds to
-        the MCUB of the sets found the probability that more events fail than the order limit allows.
-        """
-        family, order = self._affordable_family(top, deadline)
-        if family is None:
-            return None
-        lower, mcub = _union_bounds(self._zbdd, family, self._p)
-        tail = 0.0 if order is None else _more_than(order, [self._p[self._var[e]] for e in self._cone(top)])
-        upper = min(1.0, mcub + tail)
-        return lower, upper, min(mcub, upper)
-
-    def _affordable_family(self, top: str, deadline: float) -> tuple[int | None, int | None]:
-        best: tuple[int | None, int | None] = (None, None)
+    def _affordable_cut_sets(self, top: str, deadline: float) -> CutSets | None:
+        """Return all minimal cut sets if affordable, else those of the highest order limit that is; or None."""
+        best = None
         for order in (None, *range(1, 64)):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
                 with self._zbdd.budget(nodes=self._node_limit, seconds=remaining / 2):
-                    family = self._cut_family(top, order)
+                    cut_sets = self.cut_sets(top, max_order=order)
+                    affordable = cut_sets.count <= _MCUB_SET_LIMIT
             except BudgetExceededError:
-                self._cut_memo = {key: f for key, f in self._cut_memo.items() if key[1] != order}
                 if order is None:
                     continue
                 break
-            if self._zbdd.count(family) > _MCUB_SET_LIMIT:
+            if not affordable:
                 break
-            best = (family, order)
-            if order is None or self._zbdd.max_order(family) is None:
+            best = cut_sets
+            if order is None:
                 break
         return best
 
@@ -255,35 +581,43 @@ class Analyzer:
     def importance(self, top: str, *, budget_seconds: float = 10.0) -> dict[str, Importance]:
         """Return the Birnbaum and Fussell-Vesely importance of every basic event in ``top``'s cone.
 
-        Exact from the BDD; past the budget, the rare-event approximation on the cut sets of order ≤ 3.
+        Exact from a BDD of the top; past the budget, the rare-event approximation on the cut sets of order ≤ 3.
         Raises FaultTreeError for an unknown id.
         """
-        cone = sorted(self._cone(top), key=self._var.__getitem__)
+        form = self._forms.of(top)
+        layout = self._forms.layout(form)
         try:
-            f = self._function(top, budget_seconds)
+            with recursion_room(self._depth):
+                bdd, root = self._function(form, layout, time.monotonic() + budget_seconds, with_events=True)
         except BudgetExceededError:
-            slopes, total = self._rare_event_slopes(top)
+            total, slopes = self.cut_sets(top, max_order=3).rare_event()
         else:
-            total = self._bdd.probability(f)
-            slopes = self._bdd.birnbaum(f)
+            total = bdd.probability(root)
+            slopes = {layout.order[v]: slope for v, slope in bdd.birnbaum(root).items()}
         result = {}
-        for name in cone:
+        for name in sorted(self._cone(top), key=self._var.__getitem__):
             v = self._var[name]
             birnbaum = slopes.get(v, 0.0)
-            fv = self._p[v] * birnbaum / total if total > 0 else 0.0
-            result[name] = Importance(birnbaum, fv)
+            result[name] = Importance(birnbaum, self._p[v] * birnbaum / total if total > 0 else 0.0)
         return result
 
-    def _rare_event_slopes(self, top: str) -> tuple[dict[int, float], float]:
-        family = self._cut_family(top, 3)
-        return self._zbdd.rare_event_slopes(family, self._p), self._zbdd.rare_event(family, self._p)
+
+class _KeyView:
+    """``g in view`` means ``(g, k) in memo``: which groups already have a family for order limit k."""
+
+    def __init__(self, memo: dict[tuple[int, int | None], int], k: int | None) -> None:
+        self._memo = memo
+        self._k = k
+
+    def __contains__(self, group: object) -> bool:
+        return (group, self._k) in self._memo
 
 
 def _variable_order(tree: FaultTree) -> list[str]:
     """Return the basic events in depth-first, left-to-right order of first appearance from the root gates.
 
-    Roots are the gates no gate refers to, in declaration order; events under no gate come last. Depth-first
-    order keeps the events of a sub-tree together, which keeps BDDs small, and is deterministic.
+    Roots are the gates no gate refers to, in declaration order; events under no gate come last. This numbers
+    the ZBDD variables; it is deterministic and keeps the events of a sub-tree together.
     """
     referenced = {child for gate in tree.gates.values() for child in gate.children}
     roots = [gid for gid in tree.gates if gid not in referenced]
@@ -306,14 +640,13 @@ def _variable_order(tree: FaultTree) -> list[str]:
     return list(order)
 
 
-def _pending(tree: FaultTree, top: str, done: object) -> list[Gate]:
-    """Return the gates under ``top`` (itself included) for which ``done(gate_id)`` is false, children first.
+def _pending(tree: FaultTree, top: str, done: Container[str]) -> list[Gate]:
+    """Return the gates under ``top`` (itself included) not in ``done``, children first.
 
     Stops at finished gates, so asking about many tops that share sub-trees costs each sub-tree once.
     """
-    is_done = done if callable(done) else (lambda _: False)
     gates = tree.gates
-    if is_done(top):
+    if top in done:
         return []
     result: list[Gate] = []
     seen = {top}
@@ -321,7 +654,7 @@ def _pending(tree: FaultTree, top: str, done: object) -> list[Gate]:
     while stack:
         gid, children = stack[-1]
         for child in children:
-            if child in gates and child not in seen and not is_done(child):
+            if child in gates and child not in seen and child not in done:
                 seen.add(child)
                 stack.append((child, iter(gates[child].children)))
                 break
@@ -331,43 +664,17 @@ def _pending(tree: FaultTree, top: str, done: object) -> list[Gate]:
     return result
 
 
-def _gate_function(bdd: Bdd, gate: Gate, kids: list[int]) -> int:
-    """Return the BDD of ``gate`` given its children's BDDs."""
-    if gate.kind is GateKind.OR:
-        return bdd.disjunction(kids)
-    if gate.kind is GateKind.AND:
-        return bdd.conjunction(kids)
-    return bdd.at_least(gate.k, kids)
+# -- fallback estimates ---------------------------------------------------------------------------------------
 
 
-def _gate_family(z: Zbdd, gate: Gate, kids: list[int], k: int | None) -> int:
-    """Return the minimal cut sets (order ≤ k) of ``gate`` given its children's (minimal, truncated) families."""
-    if gate.kind is GateKind.OR:
-        family = EMPTY
-        for kid in kids:
-            family = z.union(family, kid)
-        return z.minimal(family)
-    if gate.kind is GateKind.AND:
-        family = BASE
-        for kid in sorted(kids, key=z.size):
-            family = z.and_minimal(family, kid, k)
-        return family
-    # at_least(j, kids[i:]) from the last child back: row[j] = kid·row[j-1] ∪ row[j]
-    row = [BASE] + [EMPTY] * gate.k
-    n = len(kids)
-    for i in range(n - 1, -1, -1):
-        for j in range(min(gate.k, n - i), 0, -1):
-            row[j] = z.minimal(z.union(z.product(kids[i], row[j - 1], k), row[j]))
-    return row[gate.k]
+def _cut_set_bounds(cut_sets: CutSets, p: Sequence[float], cone: Sequence[float]) -> tuple[float, float, float]:
+    """Return (lower, upper, estimate) of P(top) from its minimal cut sets (those of order ≤ max_order).
 
-
-def _union_bounds(z: Zbdd, family: int, p: Sequence[float]) -> tuple[float, float]:
-    """Return (a lower bound, the min-cut upper bound) of P(some set of ``family`` fails entirely).
-
-    Lower: the exact probability that one of a greedy choice of pairwise disjoint sets fails (independent).
-    Upper: 1 − Π(1 − P(set)), valid for the minimal cut sets of a coherent tree (Esary-Proschan).
+    Lower: the exact probability that one of a greedy choice of pairwise disjoint cut sets fails. Upper: the
+    min-cut upper bound 1 − Π(1 − P(set)) (Esary-Proschan, for coherent trees), plus, when the sets are
+    truncated, P(more than max_order events of the cone fail), which covers every larger set. Estimate: MCUB.
     """
-    scored = sorted(((math.prod(p[v] for v in s), s) for s in z.iter_sets(family)), reverse=True)
+    scored = sorted(((math.prod(p[v] for v in s), s) for s in cut_sets.variable_sets()), reverse=True)
     survive_all, survive_disjoint = 1.0, 1.0
     used: set[int] = set()
     for prob, variables in scored:
@@ -375,13 +682,15 @@ def _union_bounds(z: Zbdd, family: int, p: Sequence[float]) -> tuple[float, floa
         if used.isdisjoint(variables):
             used.update(variables)
             survive_disjoint *= 1.0 - prob
-    return 1.0 - survive_disjoint, 1.0 - survive_all
+    lower, mcub = 1.0 - survive_disjoint, 1.0 - survive_all
+    order = cut_sets.max_order
+    upper = min(1.0, mcub + (0.0 if order is None else _more_than(order, cone)))
+    return lower, upper, min(mcub, upper)
 
 
 def _more_than(order: int, probabilities: Sequence[float]) -> float:
     """Return P(more than ``order`` of independent events with these probabilities occur)."""
-    # dist[j] = P(exactly j occurred so far), j ≤ order; everything above is "too many".
-    dist = [1.0] + [0.0] * order
+    dist = [1.0] + [0.0] * order  # dist[j] = P(exactly j so far), for j ≤ order
     for p in probabilities:
         for j in range(order, 0, -1):
             dist[j] = dist[j] * (1.0 - p) + dist[j - 1] * p
@@ -392,40 +701,41 @@ def _more_than(order: int, probabilities: Sequence[float]) -> float:
 def _monte_carlo(tree: FaultTree, top: str, deadline: float) -> tuple[float, float, float] | None:
     """Return (estimate, 95 % Wilson interval) of P(top) from bit-parallel sampling until ``deadline``.
 
-    Returns None if not even one batch fits in the time left.
+    Batches start small and double, so a huge tree overruns the deadline by about one small batch. Returns
+    None if no batch finished in time.
     """
-    rng = random.Random(0x5EED)
-    batch, failures, samples = 1 << 14, 0, 0
+    rng = random.Random(0x5EED)  # reproducible answers
+    cone = sorted(_cone_of(tree, top))
+    gates = list(tree.topological_gates([top]))
+    batch, failures, samples = 1 << 10, 0, 0
     while time.monotonic() < deadline:
-        values = _simulate(tree, top, batch, rng)
-        failures += values.bit_count()
+        failures += _simulate(tree, top, cone, gates, batch, rng).bit_count()
         samples += batch
+        batch = min(batch * 2, 1 << 16)
     if samples == 0:
         return None
     return failures / samples, *_wilson(failures, samples)
 
 
-def _simulate(tree: FaultTree, top: str, bits: int, rng: random.Random) -> int:
+def _simulate(tree: FaultTree, top: str, cone: list[str], gates: list[Gate], bits: int, rng: random.Random) -> int:
     """Return a ``bits``-wide integer whose bit i says whether ``top`` failed in random sample i."""
     mask = (1 << bits) - 1
-    values: dict[str, int] = {}
-    for name, failed in tree.houses.items():
-        values[name] = mask if failed else 0
-    for name in _cone_of(tree, top):
+    values = {name: mask if failed else 0 for name, failed in tree.houses.items()}
+    for name in cone:
         values[name] = _bernoulli_bits(tree.events[name], bits, rng)
-    for gate in tree.topological_gates([top]):
+    for gate in gates:
         kids = [values[c] for c in gate.children]
         if gate.kind is GateKind.OR:
-            values[gate.id] = _fold(kids, int.__or__, 0)
+            values[gate.id] = _or_all(kids)
         elif gate.kind is GateKind.AND:
-            values[gate.id] = _fold(kids, int.__and__, mask)
+            values[gate.id] = _and_all(kids, mask)
         else:
-            counters = [0] * gate.k  # counters[j]: "at least j+1 children failed" per sample
+            at_least = [0] * gate.k  # at_least[j]: "more than j children failed", per sample
             for kid in kids:
                 for j in range(gate.k - 1, 0, -1):
-                    counters[j] |= counters[j - 1] & kid
-                counters[0] |= kid
-            values[gate.id] = counters[-1]
+                    at_least[j] |= at_least[j - 1] & kid
+                at_least[0] |= kid
+            values[gate.id] = at_least[-1]
     return values[top]
 
 
@@ -433,15 +743,22 @@ def _cone_of(tree: FaultTree, top: str) -> set[str]:
     return {top} if top in tree.events else set() if top in tree.houses else tree.cone_events(top)
 
 
-def _fold(values: list[int], op: object, unit: int) -> int:
-    result = unit
+def _or_all(values: list[int]) -> int:
+    result = 0
     for value in values:
-        result = op(result, value)  # type: ignore[operator]
+        result |= value
+    return result
+
+
+def _and_all(values: list[int], mask: int) -> int:
+    result = mask
+    for value in values:
+        result &= value
     return result
 
 
 def _bernoulli_bits(p: float, bits: int, rng: random.Random) -> int:
-    """Return ``bits`` independent Bernoulli(p) bits as an integer (p rounded to 2^-precision)."""
+    """Return ``bits`` independent Bernoulli(p) bits as an integer (p rounded to about 24 significant bits)."""
     if p <= 0.0:
         return 0
     if p >= 1.0:
@@ -458,7 +775,7 @@ def _bernoulli_bits(p: float, bits: int, rng: random.Random) -> int:
 
 
 def _wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Return the Wilson score interval for a binomial proportion (95 % by default)."""
+    """Return the Wilson score interval of a binomial proportion (95 % by default)."""
     phat = successes / n
     denominator = 1 + z * z / n
     centre = (phat + z * z / (2 * n)) / denominator

@@ -21,7 +21,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -37,33 +37,52 @@ _UNBOUNDED = 1 << 40
 _recursion_lock = threading.Lock()
 _recursion_users = 0
 _recursion_saved = 0
+_recursion_granted = 0
+# Frames an operation may use without raising the limit, and the slack kept above a raised one.
+_SHALLOW = 200
 
 
 class BudgetExceededError(RuntimeError):
     """A decision-diagram operation ran out of its node or time budget; the manager is left consistent."""
 
 
-@contextmanager
-def recursion_room(depth: int) -> Iterator[None]:
+class recursion_room:  # noqa: N801 - a context manager used like a function
     """Make sure ``depth`` more Python frames fit under the recursion limit while the block runs.
 
-    Nested and concurrent users share one raised limit; the original is restored when the last one leaves.
+    Nested and concurrent users share one raised limit, restored when the last one leaves. Entering is cheap
+    when an enclosing block already made enough room, so operations can be wrapped individually.
     """
-    global _recursion_users, _recursion_saved
-    with _recursion_lock:
-        if _recursion_users == 0:
-            _recursion_saved = sys.getrecursionlimit()
-        _recursion_users += 1
-        wanted = _frame_depth() + depth + 200
-        if wanted > sys.getrecursionlimit():
-            sys.setrecursionlimit(wanted)
-    try:
-        yield
-    finally:
+
+    __slots__ = ("_counted", "_depth")
+
+    def __init__(self, depth: int) -> None:
+        self._depth = depth
+        self._counted = False
+
+    def __enter__(self) -> None:
+        global _recursion_users, _recursion_saved, _recursion_granted
+        if self._depth <= _SHALLOW:
+            return  # the default limit leaves this much room
         with _recursion_lock:
-            _recursion_users -= 1
             if _recursion_users == 0:
-                sys.setrecursionlimit(_recursion_saved)
+                _recursion_saved = sys.getrecursionlimit()
+                _recursion_granted = 0
+            _recursion_users += 1
+            self._counted = True
+            if self._depth > _recursion_granted:
+                wanted = _frame_depth() + self._depth + _SHALLOW
+                if wanted > sys.getrecursionlimit():
+                    sys.setrecursionlimit(wanted)
+                _recursion_granted = self._depth
+
+    def __exit__(self, *exc: object) -> None:
+        global _recursion_users
+        if self._counted:
+            self._counted = False
+            with _recursion_lock:
+                _recursion_users -= 1
+                if _recursion_users == 0:
+                    sys.setrecursionlimit(_recursion_saved)
 
 
 def _frame_depth() -> int:
@@ -108,10 +127,8 @@ class Zbdd:
     def _make_node_constructor(self) -> Callable[[int, int, int], int]:
         var, lo, hi, minc, maxc = self._var, self._lo, self._hi, self._minc, self._maxc
         unique, budget = self._unique, self._budget
-        calls = 0
 
         def mk(v: int, low: int, high: int) -> int:
-            nonlocal calls
             if high == EMPTY:  # zero-suppression: a variable that no set contains is not a node
                 return low
             key = (v, low, high)
@@ -120,15 +137,15 @@ class Zbdd:
                 node = len(var)
                 if node >= budget.node_cap:
                     raise BudgetExceededError(f"ZBDD node budget exhausted at {node} nodes")
+                if not node & 1023 and time.monotonic() > budget.deadline:
+                    raise BudgetExceededError("ZBDD time budget exhausted")
                 var.append(v)
                 lo.append(low)
                 hi.append(high)
-                minc.append(min(minc[low], minc[high] + 1))
-                maxc.append(max(maxc[low], maxc[high] + 1))
+                small, large = minc[high] + 1, maxc[high] + 1
+                minc.append(small if small < minc[low] else minc[low])
+                maxc.append(large if large > maxc[low] else maxc[low])
                 unique[key] = node
-            calls += 1
-            if not calls & 1023 and time.monotonic() > budget.deadline:
-                raise BudgetExceededError("ZBDD time budget exhausted")
             return node
 
         return mk
@@ -149,7 +166,34 @@ class Zbdd:
             node = self.node(v, EMPTY, node)
         return node
 
+    def singletons(self, variables: Iterable[int]) -> int:
+        """Return the family ``{{v} : v ∈ variables}``."""
+        node = EMPTY
+        for v in sorted(set(variables), reverse=True):
+            node = self.node(v, node, BASE)
+        return node
+
     # -- operations ---------------------------------------------------------------------------------------------
+
+    def avoiding(self, a: int, variables: Set[int]) -> int:
+        """Return the sets of ``a`` that contain none of ``variables``."""
+        if not variables or a <= BASE:
+            return a
+        last = max(variables)
+        var, lo, hi, mk = self._var, self._lo, self._hi, self._mk
+        memo: dict[int, int] = {}
+
+        def avoid(n: int) -> int:
+            if n <= BASE or var[n] > last:
+                return n
+            r = memo.get(n)
+            if r is None:
+                r = avoid(lo[n]) if var[n] in variables else mk(var[n], avoid(lo[n]), avoid(hi[n]))
+                memo[n] = r
+            return r
+
+        with recursion_room(2 * self._depth):
+            return avoid(a)
 
     def union(self, a: int, b: int) -> int:
         """Return ``a ∪ b`` (not minimised)."""
@@ -294,6 +338,8 @@ class Zbdd:
         Best-first search: a node's best completion bounds every set through it. Sets whose product ties
         the last one kept are all returned, so the caller can break ties deterministically.
         """
+        if a == EMPTY or limit <= 0:
+            return []
         best = self._best_products(a, weight)
         var, lo, hi = self._var, self._lo, self._hi
         found: list[tuple[tuple[int, ...], float]] = []

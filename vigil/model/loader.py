@@ -210,14 +210,14 @@ def _schema_issues(source: Source, prefix: tuple[str | int, ...], exc: Validatio
 def _requirement(spec: str | RefSpec | AllSpec | AnySpec | AtLeastSpec) -> Requirement:
     if isinstance(spec, str):
         return Requirement((spec,), GroupMode.ALL, 1)
-    flags = {"optional": spec.optional, "startup_only": spec.startup_only, "name": spec.name}
+    flags = (spec.optional, spec.startup_only, spec.name)
     if isinstance(spec, RefSpec):
-        return Requirement((spec.id,), GroupMode.ALL, 1, **flags)  # type: ignore[arg-type]
+        return Requirement((spec.id,), GroupMode.ALL, 1, *flags)
     if isinstance(spec, AllSpec):
-        return Requirement(tuple(spec.all), GroupMode.ALL, len(spec.all), **flags)  # type: ignore[arg-type]
+        return Requirement(tuple(spec.all), GroupMode.ALL, len(spec.all), *flags)
     if isinstance(spec, AnySpec):
-        return Requirement(tuple(spec.any), GroupMode.ANY, 1, **flags)  # type: ignore[arg-type]
-    return Requirement(tuple(spec.of), GroupMode.AT_LEAST, spec.at_least, **flags)  # type: ignore[arg-type]
+        return Requirement(tuple(spec.any), GroupMode.ANY, 1, *flags)
+    return Requirement(tuple(spec.of), GroupMode.AT_LEAST, spec.at_least, *flags)
 
 
 def _build(collected: _Collected, sources: tuple[str, ...]) -> Model:
