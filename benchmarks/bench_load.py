@@ -1,7 +1,9 @@
 """Benchmark: load and validate generated models of 1k, 10k and 100k components (target: 100k under 5 s).
 
-``load_model`` parses the YAML (keeping line numbers), validates every entry against the schema, checks
-references and cycles, and builds the Model. The YAML parse alone is timed too, to show where the time goes;
+``load_model`` parses the YAML, validates every entry against the schema, checks references and cycles, and
+builds the Model. Also timed: the same text with one invalid entry, i.e. how long until the user sees the error
+report with its line number (the loader then needs the slower line-aware parse), and the load with Python's
+cyclic garbage collector paused, to show how much of the time is collector passes over the growing heap.
 ``--profile`` prints the functions that take the most time (cProfile) for the largest size.
 
     python benchmarks/bench_load.py [--components 100000] [--repeat 3] [--profile]
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import pstats
 import sys
@@ -20,10 +23,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import best_of, fmt_time, header, model_file, table, verdict
 
-from vigil.model.loader import load_model
-from vigil.model.yamlio import load_yaml
+from vigil.model.errors import ModelError
+from vigil.model.loader import load_model, load_model_texts
 
 TARGETS = {100_000: 5.0}  # seconds
+
+
+def _load_error(name: str, text: str) -> int:
+    """Load a text that holds an error; return the line reported (the loader must find it)."""
+    try:
+        load_model_texts([(name, text)])
+    except ModelError as exc:
+        return exc.issues[0].line
+    raise AssertionError("the broken model loaded without error")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,37 +50,48 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for size in args.components:
         path = model_file(size, args.seed)
-        text = path.read_text(encoding="utf-8")
-        repeat = 1 if size >= 100_000 else args.repeat
-        _, parse = best_of(lambda text=text: load_yaml(text), repeat)  # type: ignore[misc]
+        repeat = min(args.repeat, 2) if size >= 100_000 else args.repeat
+        gc.collect()
         model, total = best_of(lambda path=path: load_model([path]), repeat)  # type: ignore[misc]
+        counts = f"{len(model.components):,} + {len(model.domains):,}"
+        per_component = total / len(model.components)
+        del model
+        gc.collect()
+        gc.disable()
+        try:
+            _, no_gc = best_of(lambda path=path: load_model([path]), repeat)  # type: ignore[misc]
+        finally:
+            gc.enable()
+        gc.collect()
+        broken = path.read_text(encoding="utf-8").replace("kind: hypervisor", "kind: Hypervisor", 1)
+        _, error_time = best_of(lambda text=broken, name=str(path): _load_error(name, text), 1)  # type: ignore[misc]
+        gc.collect()
         target = TARGETS.get(size)
         rows.append(
             [
                 f"{size:,}",
-                f"{len(model.components):,} + {len(model.domains):,}",
+                counts,
                 f"{path.stat().st_size / 1e6:.1f} MB",
-                fmt_time(parse),
-                fmt_time(total - parse),
                 fmt_time(total),
-                f"{total / len(model.components) * 1e6:.0f} µs",
+                f"{per_component * 1e6:.0f} µs",
                 f"< {target:.0f} s" if target else "",
                 verdict(total, target),
+                fmt_time(no_gc),
+                fmt_time(error_time),
             ]
         )
-        del model
     print(
         table(
             [
                 "size",
                 "components + domains",
                 "YAML",
-                "YAML parse",
-                "validate + build",
-                "load_model total",
+                "load_model",
                 "per component",
                 "target",
                 "",
+                "same, GC paused",
+                "one invalid entry: error report",
             ],
             rows,
         )

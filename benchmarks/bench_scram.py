@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-order", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per SCRAM run")
+    parser.add_argument("--bdd-timeout", type=float, help="seconds for SCRAM's BDD runs (default: --timeout)")
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
     parser.add_argument("--no-skip", action="store_true", help="retry algorithms that timed out at a smaller size")
     args = parser.parse_args(argv)
@@ -91,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         vigil_sets = set(cuts)
         probability, p_time = timed(lambda analyzer=analyzer: analyzer.probability(TOP))  # type: ignore[misc]
         vigil_time = cut_time + p_time
-        p_text = f"{probability.value:.6g}" + ("" if probability.exact else f" ({probability.method})")
+        p_text = f"{probability.value:.6g}"
+        if not probability.exact:
+            p_text += f" ({probability.method}, in [{probability.lower:.6g}, {probability.upper:.6g}])"
         rows.append(
             [
                 label,
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 algorithm=algorithm,
                 limit_order=args.max_order,
                 probability=True,
-                timeout=args.timeout,
+                timeout=args.bdd_timeout if algorithm == "bdd" and args.bdd_timeout else args.timeout,
                 keep_sets=True,
                 names=names,
             )
@@ -130,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                 if algorithm == "bdd":
                     digits = _scram.same_to_printed_digits(probability.value, result.probability)
                     agreement = f"{relative:.1e} rel ({'same 6 digits' if digits else 'differs'})"
+                    if not probability.exact:
+                        inside = probability.lower <= result.probability <= probability.upper
+                        agreement += f"; {'inside' if inside else 'OUTSIDE'} Vigil's bounds"
                 else:
                     agreement = f"{relative:.1e} rel (SCRAM rare-event)"
             own = ", ".join(f"{k} {fmt_time(v)}" for k, v in result.own_times.items())

@@ -330,7 +330,7 @@ class _Builder:
             queues.append(
                 self.component(name, "queue", owner="team-platform", depends_on=[group, dns], availability=0.9999)
             )
-        # NFS servers on bare-metal hosts; the even ones are replicated in pairs.
+        # NFS servers on bare-metal hosts; some services use a replicated pair (any of two), others just one.
         nfs = []
         for index in range(max(2, round(n / 3000))):
             site = sites[index % len(sites)]

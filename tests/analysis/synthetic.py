@@ -38,7 +38,7 @@ def infrastructure(components: int, seed: int = 7) -> Infrastructure:
     layers = 6
     for index, group in enumerate(logical):
         layer = index * layers // len(logical)
-        below = index * 0 + (layer * len(logical)) // layers
+        below = layer * len(logical) // layers  # the services of the layers below
         requirements = _requirements(infra.tree, rng, logical[:below]) if below else []
         critical = rng.random() < 0.1
         for name in group:

@@ -109,7 +109,7 @@ def test_cut_sets_and_availability_match_brute_force(spec: dict[str, Any], data:
     report = analyze_model(model, services=list(model.components), max_order=None)
     for svc in report.services:
         minimal, p_fail = _brute(model, svc.id)
-        assert {frozenset(ids) for ids, _ in svc.cut_sets} == minimal, svc.id
+        assert {frozenset(ids) for ids, _ in svc.ranked_cut_sets()} == minimal, svc.id
         assert svc.exact
         assert abs((1 - svc.availability) - p_fail) < 1e-12
         assert {p.id for p in svc.spofs} == {next(iter(c)) for c in minimal if len(c) == 1} - {svc.id}
@@ -123,8 +123,8 @@ def test_bounded_order_is_the_small_part_of_the_full_answer(spec: dict[str, Any]
     full = analyze_model(model, services=list(model.components), max_order=None, importance=False)
     part = analyze_model(model, services=list(model.components), max_order=order, importance=False)
     for whole, bounded in zip(full.services, part.services, strict=True):
-        expected = {frozenset(ids) for ids, _ in whole.cut_sets if len(ids) <= order}
-        assert {frozenset(ids) for ids, _ in bounded.cut_sets} == expected
+        expected = {frozenset(ids) for ids, _ in whole.ranked_cut_sets() if len(ids) <= order}
+        assert {frozenset(ids) for ids, _ in bounded.ranked_cut_sets()} == expected
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -31,7 +31,7 @@ class Bdd:
         self._var: list[int] = [TERMINAL_VAR, TERMINAL_VAR]
         self._lo: list[int] = [FALSE, TRUE]
         self._hi: list[int] = [FALSE, TRUE]
-        self._unique: dict[tuple[int, int, int], int] = {}
+        self._unique: dict[int, int] = {}  # (v, lo, hi) packed in one int, as in zbdd
         self._prob: list[float] = [0.0, 1.0]
         self._reachable_cache: dict[int, list[int]] = {}
         self._budget = _Budget()
@@ -46,14 +46,14 @@ class Bdd:
         def mk(v: int, low: int, high: int) -> int:
             if low == high:
                 return low
-            key = (v, low, high)
+            key = v << 64 | low << 32 | high
             node = unique.get(key)
             if node is None:
                 node = len(var)
                 if node >= budget.node_cap:
-                    raise BudgetExceededError(f"BDD node budget exhausted at {node} nodes")
+                    raise BudgetExceededError(f"BDD node budget exhausted at {node} nodes", nodes=True)
                 if not node & 1023 and time.monotonic() > budget.deadline:
-                    raise BudgetExceededError("BDD time budget exhausted")
+                    raise BudgetExceededError("BDD time budget exhausted", nodes=False)
                 var.append(v)
                 lo.append(low)
                 hi.append(high)
@@ -63,55 +63,7 @@ class Bdd:
         return mk
 
     def _make_apply(self) -> tuple[Callable[[int, int], int], Callable[[int, int], int]]:
-        var, lo, hi, mk = self._var, self._lo, self._hi, self._mk
-        and_cache: dict[tuple[int, int], int] = {}
-        or_cache: dict[tuple[int, int], int] = {}
-
-        def and_(a: int, b: int) -> int:
-            if a == b or b == TRUE:
-                return a
-            if a == TRUE:
-                return b
-            if a == FALSE or b == FALSE:
-                return FALSE
-            if a > b:
-                a, b = b, a
-            key = (a, b)
-            r = and_cache.get(key)
-            if r is None:
-                va, vb = var[a], var[b]
-                if va < vb:
-                    r = mk(va, and_(lo[a], b), and_(hi[a], b))
-                elif vb < va:
-                    r = mk(vb, and_(a, lo[b]), and_(a, hi[b]))
-                else:
-                    r = mk(va, and_(lo[a], lo[b]), and_(hi[a], hi[b]))
-                and_cache[key] = r
-            return r
-
-        def or_(a: int, b: int) -> int:
-            if a == b or b == FALSE:
-                return a
-            if a == FALSE:
-                return b
-            if a == TRUE or b == TRUE:
-                return TRUE
-            if a > b:
-                a, b = b, a
-            key = (a, b)
-            r = or_cache.get(key)
-            if r is None:
-                va, vb = var[a], var[b]
-                if va < vb:
-                    r = mk(va, or_(lo[a], b), or_(hi[a], b))
-                elif vb < va:
-                    r = mk(vb, or_(a, lo[b]), or_(a, hi[b]))
-                else:
-                    r = mk(va, or_(lo[a], lo[b]), or_(hi[a], hi[b]))
-                or_cache[key] = r
-            return r
-
-        return and_, or_
+        return _make_operator(self, absorbing=FALSE, neutral=TRUE), _make_operator(self, absorbing=TRUE, neutral=FALSE)
 
     # -- construction -------------------------------------------------------------------------------------------
 
@@ -267,3 +219,33 @@ class Bdd:
     def node(self, f: int) -> tuple[int, int, int]:
         """Return ``(variable, lo, hi)`` of a non-terminal node."""
         return self._var[f], self._lo[f], self._hi[f]
+
+
+def _make_operator(bdd: Bdd, *, absorbing: int, neutral: int) -> Callable[[int, int], int]:
+    """Return memoised AND (absorbing FALSE, neutral TRUE) or OR (the reverse) on ``bdd`` as a fast closure."""
+    var, lo, hi, mk = bdd._var, bdd._lo, bdd._hi, bdd._mk
+    cache: dict[int, int] = {}
+
+    def apply(a: int, b: int) -> int:
+        if a == b or b == neutral:
+            return a
+        if a == neutral:
+            return b
+        if a == absorbing or b == absorbing:
+            return absorbing
+        if a > b:
+            a, b = b, a
+        key = a << 32 | b
+        r = cache.get(key)
+        if r is None:
+            va, vb = var[a], var[b]
+            if va < vb:
+                r = mk(va, apply(lo[a], b), apply(hi[a], b))
+            elif vb < va:
+                r = mk(vb, apply(a, lo[b]), apply(a, hi[b]))
+            else:
+                r = mk(va, apply(lo[a], lo[b]), apply(hi[a], hi[b]))
+            cache[key] = r
+        return r
+
+    return apply

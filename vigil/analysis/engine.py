@@ -39,10 +39,16 @@ __all__ = ["DEFAULT_NODE_LIMIT", "Analyzer", "CutSets", "Importance", "Probabili
 
 # Nodes one BDD may create: ~250 bytes each in CPython, so ~250 MB and a few seconds. edf9203 needs ~760,000.
 DEFAULT_NODE_LIMIT = 1_000_000
+# ZBDD operation results kept between calls (~100 bytes each); results per gate and group are always kept.
+_CACHE_ENTRIES = 1_000_000
 # Groups sharing at most this many events are combined by cases (2^n BDD sweeps) rather than in a joint BDD.
 _MAX_SHARED = 4
-# Cut sets enumerated at most for the min-cut upper bound when the BDD is over budget.
+# Events and groups a form may copy from a child OR; a larger child is kept as one group (see _Forms).
+_FLATTEN_LIMIT = 256
+# Cut sets enumerated at most for the min-cut upper bound when the BDD is over budget, and the most probable
+# of them whose pairs tighten the lower bound.
 _MCUB_SET_LIMIT = 200_000
+_BONFERRONI_SETS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +112,10 @@ class CutSets:
     def __iter__(self) -> Iterator[frozenset[str]]:
         """Yield the cut sets lazily, in no particular order."""
         names = self._view.names
-        for variables in self.variable_sets():
+        for variables in self._variable_sets():
             yield frozenset(names[v] for v in variables)
 
-    def variable_sets(self) -> Iterator[tuple[int, ...]]:
+    def _variable_sets(self) -> Iterator[tuple[int, ...]]:
         """Yield the cut sets as tuples of variable numbers (the analyzer's), lazily."""
         yield from ((v,) for v in self._singles)
         for family in self._families:
@@ -123,7 +129,7 @@ class CutSets:
         if limit is not None and limit <= 0:
             return []
         z, names, p = self._view.zbdd, self._view.names, self._view.p
-        found: Iterable[tuple[int, ...]] = self.variable_sets()
+        found: Iterable[tuple[int, ...]] = self._variable_sets()
         if limit is not None:
             best = (z.heaviest(family, p, limit) for family in self._families)
             found = itertools.chain(((v,) for v in self._singles), (s for part in best for s, _ in part))
@@ -132,7 +138,7 @@ class CutSets:
         chosen = heapq.nsmallest(limit, scored) if limit is not None else sorted(scored)
         return [(frozenset(ids), -negative) for negative, ids in chosen]
 
-    def rare_event(self) -> tuple[float, dict[int, float]]:
+    def _rare_event(self) -> tuple[float, dict[int, float]]:
         """Return Σ P(cut set) and its derivative by each event's probability (keyed by variable)."""
         z, p = self._view.zbdd, self._view.p
         slopes: dict[int, float] = dict.fromkeys(self._singles, 1.0)
@@ -196,7 +202,7 @@ class _Forms:
         for gate in _pending(self._tree, node, memo):
             kids = [memo[c] if c in memo else self._leaf(c) for c in gate.children]
             if gate.kind is GateKind.OR:
-                memo[gate.id] = _disjunction(kids)
+                memo[gate.id] = self._disjunction(kids)
             else:
                 memo[gate.id] = self._at_least(len(kids) if gate.kind is GateKind.AND else gate.k, kids)
         return memo[node]
@@ -221,18 +227,33 @@ class _Forms:
         if k > len(live):
             return _NEVER
         if k == 1:
-            return _disjunction(live)
+            return self._disjunction(live)
         common = (frozenset.intersection(*(f[0] for f in live)), frozenset.intersection(*(f[1] for f in live)))
         if common != _NEVER:
             # A child left with nothing cannot fail once the common part works: it drops out.
             live = [rest for f in live if (rest := (f[0] - common[0], f[1] - common[1])) != _NEVER]
-            return _disjunction([common, self._at_least(k, live) if k <= len(live) else _NEVER])
-        key = (k, tuple(sorted(live, key=lambda f: (sorted(f[0]), sorted(f[1])))))
+            return self._disjunction([common, self._at_least(k, live) if k <= len(live) else _NEVER])
+        return _NOTHING, self._group(k, live)
+
+    def _disjunction(self, forms: list[Form]) -> Form:
+        if len(forms) == 1:
+            return forms[0]
+        # Copying big forms into every parent is quadratic along a chain of ORs (time and memory): beyond
+        # _FLATTEN_LIMIT a child stays one opaque group ("at least 1 of [child]"), shared by its parents.
+        forms = [f if len(f[0]) + len(f[1]) <= _FLATTEN_LIMIT else (_NOTHING, self._group(1, [f])) for f in forms]
+        groups = _NOTHING.union(*(f[1] for f in forms)) or _NOTHING  # one shared empty set saves memory
+        if _TRUE_GROUP in groups:
+            return _ALWAYS
+        return _NOTHING.union(*(f[0] for f in forms)) or _NOTHING, groups
+
+    def _group(self, k: int, children: list[Form]) -> frozenset[int]:
+        """Return ``{id}`` of the (interned) group "at least k of children"."""
+        key = (k, tuple(sorted(children, key=lambda f: (sorted(f[0]), sorted(f[1])))))
         group = self._interned.get(key)
         if group is None:
             group = self._interned[key] = len(self.groups)
             self.groups.append(key)
-        return _NOTHING, frozenset((group,))
+        return frozenset((group,))
 
     def reachable(self, roots: frozenset[int], done: Container[int] = ()) -> list[int]:
         """Return the groups under ``roots`` (included) that are not in ``done``, children first."""
@@ -322,6 +343,23 @@ class _Forms:
                     post.append(group)
         return _Layout(order, post)
 
+    def equivalent_events(self, layout: _Layout, own: frozenset[int]) -> list[list[int]]:
+        """Return the events of ``layout``'s groups outside ``own``, in classes occurring in the same children.
+
+        Classes come in ``layout`` order (of their first member).
+        """
+        places: dict[int, list[tuple[int, int]]] = {}
+        for group in layout.post:
+            for i, (events, _) in enumerate(self.groups[group][1]):
+                for v in events:
+                    if v not in own:
+                        places.setdefault(v, []).append((group, i))
+        classes: dict[tuple[tuple[int, int], ...], list[int]] = {}
+        for v in layout.order:
+            if v in places:
+                classes.setdefault(tuple(places[v]), []).append(v)
+        return list(classes.values())
+
     def _items(self, group: int) -> Iterator[int]:
         # Events as their variable, groups as ~id (negative), in a deterministic order. Children without
         # groups come first, so a chain of nested groups puts each group's own events above its sub-groups'.
@@ -330,13 +368,13 @@ class _Forms:
             yield from (~g for g in sorted(groups))
 
 
-def _disjunction(forms: list[Form]) -> Form:
-    if len(forms) == 1:
-        return forms[0]
-    groups = _NOTHING.union(*(f[1] for f in forms))
-    if _TRUE_GROUP in groups:
-        return _ALWAYS
-    return _NOTHING.union(*(f[0] for f in forms)), groups
+def _any_fails(probabilities: list[float]) -> float:
+    """Return P(at least one of independent events fails), accurate when tiny."""
+    if len(probabilities) == 1:
+        return probabilities[0]
+    if max(probabilities) >= 1.0:
+        return 1.0
+    return 0.0 - math.expm1(math.fsum(math.log1p(-p) for p in probabilities))
 
 
 def _find(parent: list[int], i: int) -> int:
@@ -350,8 +388,8 @@ def _find(parent: list[int], i: int) -> int:
 class Analyzer:
     """Answers cut-set, probability and importance questions about any node of one fault tree.
 
-    ``node_limit`` caps the nodes of each BDD (and of the ZBDD work of a fallback). Raises FaultTreeError
-    (from the constructor) if the tree is malformed.
+    ``node_limit`` caps the nodes of each BDD (the cut sets of a fallback may use DEFAULT_NODE_LIMIT ZBDD
+    nodes). Raises FaultTreeError (from the constructor) if the tree is malformed.
     """
 
     def __init__(self, tree: FaultTree, *, node_limit: int = DEFAULT_NODE_LIMIT) -> None:
@@ -371,6 +409,7 @@ class Analyzer:
         self._component_families: dict[tuple[_Component, int | None], int] = {}
         self._group_functions: dict[int, tuple[Bdd, int, dict[int, int]]] = {}
         self._component_exact: dict[_Component, float] = {}
+        self._too_big: set[_Component | Form] = set()  # over the node limit once: not tried again
         self._exact: dict[str, float] = {}
 
     # -- cut sets -----------------------------------------------------------------------------------------------
@@ -389,6 +428,7 @@ class Analyzer:
             return CutSets(self._view, (), (), max_order)
         with recursion_room(self._depth):
             families = tuple(self._component_family(part, max_order) for part in self._forms.components(form))
+        self._zbdd.trim_caches(_CACHE_ENTRIES)
         return CutSets(self._view, tuple(sorted(form[0])), families, max_order)
 
     def _component_family(self, part: _Component, k: int | None) -> int:
@@ -409,10 +449,11 @@ class Analyzer:
             memo, z = self._group_families, self._zbdd
             for group in self._forms.reachable(groups, _KeyView(memo, k)):
                 memo[(group, k)] = self._group_family(group, k)
-            family = EMPTY
-            for group in groups:
-                family = z.union(family, memo[(group, k)])
-            family = self._union_families[key] = z.minimal(family)
+            families = [memo[(group, k)] for group in sorted(groups)]
+            while len(families) > 1:  # pairwise, so that no operand grows long before the end
+                pairs = zip(families[::2], families[1::2], strict=False)
+                families = [z.union(a, b) for a, b in pairs] + families[len(families) // 2 * 2 :]
+            family = self._union_families[key] = z.minimal(families[0] if families else EMPTY)
         return family
 
     def _group_family(self, group: int, k: int | None) -> int:
@@ -424,15 +465,18 @@ class Analyzer:
             below = self._groups_family(groups, k) if groups else EMPTY
             kids.append(z.union(z.avoiding(below, events), z.singletons(events)))
         if need == len(kids):
-            family = BASE
+            # Products of minimal families over disjoint variables are minimal: skip the check for those.
+            family, seen = BASE, set[int]()
             for kid in kids:
-                family = z.and_minimal(family, kid, k)
+                support = z.support(kid)
+                family = z.and_minimal(family, kid, k, disjoint=seen.isdisjoint(support))
+                seen |= support
             return family
         row = [BASE] + [EMPTY] * need  # row[j]: "at least j of kids[i:]", built from the last child back
         for i in range(len(kids) - 1, -1, -1):
             for j in range(min(need, len(kids) - i), 0, -1):
-                row[j] = z.minimal(z.union(z.product(kids[i], row[j - 1], k), row[j]))
-        return row[need]
+                row[j] = z.union(z.product(kids[i], row[j - 1], k), row[j])
+        return z.minimal(row[need])
 
     # -- probability --------------------------------------------------------------------------------------------
 
@@ -467,7 +511,10 @@ class Analyzer:
         return 0.0 - math.expm1(math.fsum(logs))
 
     def _component_probability(self, part: _Component, deadline: float) -> float:
-        """Return P(some group of ``part`` fails | the top's own events work), memoised."""
+        """Return P(some group of ``part`` fails | the top's own events work), memoised.
+
+        Raises BudgetExceededError; a part or group once over the node limit fails again at once.
+        """
         value = self._component_exact.get(part)
         if value is None:
             with recursion_room(self._depth):
@@ -475,11 +522,21 @@ class Analyzer:
                 if len(shared) <= _MAX_SHARED:
                     value = self._by_cases(part, sorted(shared), deadline)
                 else:
-                    form = (part.touched, part.roots)
-                    bdd, root = self._function(form, self._forms.layout(form), deadline)
-                    value = bdd.probability(root)
+                    value = self._joint_probability(part, deadline)
             self._component_exact[part] = value
         return value
+
+    def _joint_probability(self, part: _Component, deadline: float) -> float:
+        if part in self._too_big:
+            raise BudgetExceededError("this part of the tree is over the BDD node limit", nodes=True)
+        form = (part.touched, part.roots)
+        try:
+            bdd, root = self._function(form, self._forms.layout(form), deadline, merge=True)
+        except BudgetExceededError as exc:
+            if exc.nodes:
+                self._too_big.add(part)
+            raise
+        return bdd.probability(root)
 
     def _by_cases(self, part: _Component, shared: list[int], deadline: float) -> float:
         """Return P(OR of the groups of ``part``) from each group's own BDD, by cases on the events they share.
@@ -503,20 +560,35 @@ class Analyzer:
         hit = self._group_functions.get(group)
         if hit is None:
             form: Form = (_NOTHING, frozenset((group,)))
+            if form in self._too_big:
+                raise BudgetExceededError("this group is over the BDD node limit", nodes=True)
             layout = self._forms.layout(form)
-            bdd, root = self._function(form, layout, deadline)
+            try:
+                bdd, root = self._function(form, layout, deadline)
+            except BudgetExceededError as exc:
+                if exc.nodes:
+                    self._too_big.add(form)
+                raise
             hit = self._group_functions[group] = (bdd, root, {v: i for i, v in enumerate(layout.order)})
         return hit
 
-    def _function(self, form: Form, layout: _Layout, deadline: float, *, with_events: bool = False) -> tuple[Bdd, int]:
-        """Return a BDD numbered as in ``layout`` of ``form``'s groups (or of the whole form), and its root.
+    def _function(
+        self, form: Form, layout: _Layout, deadline: float, *, with_events: bool = False, merge: bool = False
+    ) -> tuple[Bdd, int]:
+        """Return a BDD of ``form``'s groups (or of the whole form) and its root, variables in ``layout`` order.
 
-        Without ``with_events`` the groups are built as if the form's own events worked. Raises
-        BudgetExceededError past the node limit or the deadline.
+        Without ``with_events`` the groups are built as if the form's own events worked. With ``merge`` the
+        events that occur in exactly the same children become one variable (they always fail together as far
+        as these groups can tell): fewer variables, same probability, but the variables are no longer events.
+        Raises BudgetExceededError past the node limit or the deadline.
         """
-        local = {v: i for i, v in enumerate(layout.order)}
-        bdd = Bdd([self._p[v] for v in layout.order])
         own = form[0]
+        if merge:
+            classes = self._forms.equivalent_events(layout, own)
+        else:
+            classes = [[v] for v in layout.order]
+        local = {v: i for i, members in enumerate(classes) for v in members}
+        bdd = Bdd([_any_fails([self._p[v] for v in members]) for members in classes])
         value: dict[int, int] = {}
         with bdd.budget(nodes=self._node_limit, seconds=deadline - time.monotonic()):
             for group in layout.post:
@@ -557,7 +629,7 @@ class Analyzer:
             if remaining <= 0:
                 break
             try:
-                with self._zbdd.budget(nodes=self._node_limit, seconds=remaining / 2):
+                with self._zbdd.budget(nodes=DEFAULT_NODE_LIMIT, seconds=remaining / 2):
                     cut_sets = self.cut_sets(top, max_order=order)
                     affordable = cut_sets.count <= _MCUB_SET_LIMIT
             except BudgetExceededError:
@@ -590,7 +662,7 @@ class Analyzer:
             with recursion_room(self._depth):
                 bdd, root = self._function(form, layout, time.monotonic() + budget_seconds, with_events=True)
         except BudgetExceededError:
-            total, slopes = self.cut_sets(top, max_order=3).rare_event()
+            total, slopes = self.cut_sets(top, max_order=3)._rare_event()
         else:
             total = bdd.probability(root)
             slopes = {layout.order[v]: slope for v, slope in bdd.birnbaum(root).items()}
@@ -670,11 +742,12 @@ def _pending(tree: FaultTree, top: str, done: Container[str]) -> list[Gate]:
 def _cut_set_bounds(cut_sets: CutSets, p: Sequence[float], cone: Sequence[float]) -> tuple[float, float, float]:
     """Return (lower, upper, estimate) of P(top) from its minimal cut sets (those of order ≤ max_order).
 
-    Lower: the exact probability that one of a greedy choice of pairwise disjoint cut sets fails. Upper: the
-    min-cut upper bound 1 − Π(1 − P(set)) (Esary-Proschan, for coherent trees), plus, when the sets are
-    truncated, P(more than max_order events of the cone fail), which covers every larger set. Estimate: MCUB.
+    Lower: the larger of the exact probability that one of a greedy choice of pairwise disjoint sets fails
+    and the second Bonferroni bound Σ P(Ci) − Σ P(Ci ∩ Cj) over the most probable sets. Upper: the min-cut
+    upper bound 1 − Π(1 − P(Ci)) (Esary-Proschan, for coherent trees), plus, when the sets are truncated,
+    P(more than max_order events of the cone fail), which covers every larger set. Estimate: the MCUB.
     """
-    scored = sorted(((math.prod(p[v] for v in s), s) for s in cut_sets.variable_sets()), reverse=True)
+    scored = sorted(((math.prod(p[v] for v in s), s) for s in cut_sets._variable_sets()), reverse=True)
     survive_all, survive_disjoint = 1.0, 1.0
     used: set[int] = set()
     for prob, variables in scored:
@@ -682,7 +755,10 @@ def _cut_set_bounds(cut_sets: CutSets, p: Sequence[float], cone: Sequence[float]
         if used.isdisjoint(variables):
             used.update(variables)
             survive_disjoint *= 1.0 - prob
-    lower, mcub = 1.0 - survive_disjoint, 1.0 - survive_all
+    best = [(prob, set(variables)) for prob, variables in scored[:_BONFERRONI_SETS]]
+    pairs = (math.prod(p[v] for v in a | b) for (_, a), (_, b) in itertools.combinations(best, 2))
+    bonferroni = math.fsum(prob for prob, _ in best) - math.fsum(pairs)
+    lower, mcub = max(1.0 - survive_disjoint, bonferroni), 1.0 - survive_all
     order = cut_sets.max_order
     upper = min(1.0, mcub + (0.0 if order is None else _more_than(order, cone)))
     return lower, upper, min(mcub, upper)

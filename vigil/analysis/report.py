@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vigil.analysis.build import ModelTree, build_fault_tree, gate_id
-from vigil.analysis.engine import Analyzer
+from vigil.analysis.engine import Analyzer, CutSets
 from vigil.analysis.faulttree import GateKind
 from vigil.analysis.impact import blast_radius
 from vigil.model.types import Model, State, Tier
@@ -45,12 +45,16 @@ class ServiceReport:
     availability_upper: float
     method: str
     spofs: list[Spof]
-    cut_sets: list[tuple[list[str], float]]  # (ids, probability of that combination), most likely first
+    cuts: CutSets  # the minimal cut sets, kept as the engine's diagram: listing them all costs, so on demand
     cut_set_count: int
     order_distribution: dict[int, int]
     importance: list[tuple[str, float, float]] = field(default_factory=list)  # (id, birnbaum, fussell_vesely)
     status: str = "up"  # under a what-if: up, degraded or down
     new_spofs: list[str] = field(default_factory=list)  # what-if: SPOFs that the baseline does not have
+
+    def ranked_cut_sets(self, limit: int | None = None) -> list[tuple[list[str], float]]:
+        """Return ``(sorted ids, probability of that combination)``, most likely first, at most ``limit``."""
+        return [(sorted(ids), p) for ids, p in self.cuts.ranked(limit)]
 
     @property
     def downtime_hours_per_year(self) -> float:
@@ -102,10 +106,11 @@ def analyze_model(
     mtree = build_fault_tree(model)
     analyzer = Analyzer(mtree.tree)
     startup_spofs = _startup_free_spofs(model, chosen)
+    namer = _SpofNamer(model, mtree, analyzer, [gate_id(sid) for sid in chosen])
     reports = []
     for done, sid in enumerate(chosen, 1):
         reports.append(
-            _service_report(model, mtree, analyzer, sid, max_order, importance, budget_seconds, startup_spofs)
+            _service_report(model, mtree, analyzer, namer, sid, max_order, importance, budget_seconds, startup_spofs)
         )
         if progress is not None:
             progress(done, len(chosen))
@@ -162,13 +167,14 @@ def _startup_free_spofs(model: Model, chosen: list[str]) -> dict[str, set[str]] 
     }
     mtree = build_fault_tree(Model(model.name, relaxed, model.domains, model.default_availability))
     analyzer = Analyzer(mtree.tree)
-    return {sid: _singles(analyzer, gate_id(sid)) for sid in chosen}
+    return {sid: {next(iter(s)) for s in analyzer.cut_sets(gate_id(sid), max_order=1) if s} for sid in chosen}
 
 
 def _service_report(
     model: Model,
     mtree: ModelTree,
     analyzer: Analyzer,
+    namer: _SpofNamer,
     sid: str,
     max_order: int | None,
     importance: bool,
@@ -178,10 +184,10 @@ def _service_report(
     comp = model.components[sid]
     top = gate_id(sid)
     cuts = analyzer.cut_sets(top, max_order=max_order)
-    ranked = cuts.ranked()
     prob = analyzer.probability(top, budget_seconds=budget_seconds)
-    singles = [next(iter(s)) for s, _ in ranked if len(s) == 1 and next(iter(s)) != sid]
-    spofs = _describe_spofs(model, mtree, analyzer, top, singles, startup_spofs.get(sid) if startup_spofs else None)
+    order1 = cuts if max_order == 1 else analyzer.cut_sets(top, max_order=1)
+    singles = [next(iter(s)) for s, _ in order1.ranked() if len(s) == 1 and next(iter(s)) != sid]
+    spofs = namer.describe(top, singles, startup_spofs.get(sid) if startup_spofs else None)
     report = ServiceReport(
         id=sid,
         name=comp.name,
@@ -194,7 +200,7 @@ def _service_report(
         availability_upper=1.0 - prob.lower,
         method=prob.method,
         spofs=spofs,
-        cut_sets=[(sorted(s), p) for s, p in ranked],
+        cuts=cuts,
         cut_set_count=cuts.count,
         order_distribution=dict(sorted(cuts.order_distribution.items())),
     )
@@ -205,41 +211,56 @@ def _service_report(
     return report
 
 
-def _describe_spofs(
-    model: Model, mtree: ModelTree, analyzer: Analyzer, top: str, singles: list[str], relaxed: set[str] | None
-) -> list[Spof]:
-    groups = _redundancy_groups(mtree, analyzer, top) if singles else []
-    out = []
-    for node_id in singles:
-        domain = model.domains.get(node_id)
-        kind = f"domain:{domain.kind}" if domain is not None else model.components[node_id].kind
-        defeats = tuple(desc for desc, shared in groups if node_id in shared)
-        startup = relaxed is not None and node_id not in relaxed
-        out.append(Spof(node_id, kind, startup, defeats))
-    return out
+class _SpofNamer:
+    """Names what each single point of failure does, with caches shared by every service of one report."""
 
+    def __init__(self, model: Model, mtree: ModelTree, analyzer: Analyzer, tops: list[str]) -> None:
+        self.model = model
+        self.mtree = mtree
+        self.analyzer = analyzer
+        self._singles: dict[str, set[str]] = {}
+        # For each gate: the any/at-least groups below it that some single failure defeats, computed once
+        # bottom-up over the union of the services' cones (children before parents).
+        self._cone_groups: dict[str, frozenset[str]] = {}
+        self._causes: dict[str, tuple[str, set[str]]] = {}
+        for gate in mtree.tree.topological_gates(tops):
+            below: set[str] = set()
+            for child in gate.children:
+                below.update(self._cone_groups.get(child, ()))
+            if gate.kind is not GateKind.OR and gate.id in mtree.groups and self._group_causes(gate.id):
+                below.add(gate.id)
+            self._cone_groups[gate.id] = frozenset(below)
 
-def _singles(analyzer: Analyzer, node: str) -> set[str]:
-    return {next(iter(s)) for s in analyzer.cut_sets(node, max_order=1) if s}
+    def singles(self, node: str) -> set[str]:
+        found = self._singles.get(node)
+        if found is None:
+            found = {next(iter(s)) for s in self.analyzer.cut_sets(node, max_order=1) if s}
+            self._singles[node] = found
+        return found
 
-
-def _redundancy_groups(mtree: ModelTree, analyzer: Analyzer, top: str) -> list[tuple[str, set[str]]]:
-    """Return, for each any/at-least group in the cone of ``top``, its description and the common causes
-    that defeat it: single failures that take down the group *through at least two of its live members*
-    (a shared hypervisor, a failure domain). The last live member of a group is not a common cause; it is
-    just a single point of failure, reported as such."""
-    found = []
-    for gate in mtree.tree.topological_gates([top]):
-        if gate.kind is GateKind.OR or gate.id not in mtree.groups:
-            continue
-        owner, req = mtree.groups[gate.id]
+    def _group_causes(self, gid: str) -> set[str]:
+        """Single failures that take the group down *through at least two of its live members* (a shared
+        hypervisor, a failure domain). The last live member of a group is no common cause: it is simply a
+        single point of failure, reported as such."""
+        gate = self.mtree.tree.gates[gid]
         counts: dict[str, int] = {}
         for child in gate.children:
-            if child in mtree.tree.houses:
-                continue
-            for node_id in _singles(analyzer, child):
-                counts[node_id] = counts.get(node_id, 0) + 1
-        shared = {n for n, c in counts.items() if c >= 2} & _singles(analyzer, gate.id)
+            if child not in self.mtree.tree.houses:
+                for node_id in self.singles(child):
+                    counts[node_id] = counts.get(node_id, 0) + 1
+        shared = {n for n, c in counts.items() if c >= 2} & self.singles(gid)
         if shared:
-            found.append((f"{owner}: {req.name + ' = ' if req.name else ''}{req.describe()}", shared))
-    return found
+            owner, req = self.mtree.groups[gid]
+            self._causes[gid] = (f"{owner}: {req.name + ' = ' if req.name else ''}{req.describe()}", shared)
+        return shared
+
+    def describe(self, top: str, singles: list[str], relaxed: set[str] | None) -> list[Spof]:
+        groups = [self._causes[g] for g in sorted(self._cone_groups.get(top, ()))]
+        out = []
+        for node_id in singles:
+            domain = self.model.domains.get(node_id)
+            kind = f"domain:{domain.kind}" if domain is not None else self.model.components[node_id].kind
+            defeats = tuple(sorted(desc for desc, shared in groups if node_id in shared))
+            startup = relaxed is not None and node_id not in relaxed
+            out.append(Spof(node_id, kind, startup, defeats))
+        return out

@@ -43,7 +43,14 @@ _SHALLOW = 200
 
 
 class BudgetExceededError(RuntimeError):
-    """A decision-diagram operation ran out of its node or time budget; the manager is left consistent."""
+    """A decision-diagram operation ran out of its budget; ``nodes`` is True for nodes, False for time.
+
+    The manager is left consistent.
+    """
+
+    def __init__(self, message: str, *, nodes: bool) -> None:
+        super().__init__(message)
+        self.nodes = nodes
 
 
 class recursion_room:  # noqa: N801 - a context manager used like a function
@@ -113,14 +120,21 @@ class Zbdd:
         self._hi: list[int] = [EMPTY, BASE]
         self._minc: list[float] = [math.inf, 0]
         self._maxc: list[int] = [-1, 0]
-        self._unique: dict[tuple[int, int, int], int] = {}
+        # Keys pack (v, lo, hi) into one int: as fast as a tuple, smaller, and it keeps the dict out of the
+        # cyclic garbage collector's scans (a dict of ints is untracked), which matters with millions of nodes.
+        self._unique: dict[int, int] = {}
         self._budget = _Budget()
         self._depth = 0  # the largest variable seen + 1: bounds the recursion depth of every operation
-        self._count: dict[int, int] = {EMPTY: 0, BASE: 1}
+        self._counts: list[int] = [0, 1]
         self._orders: dict[int, tuple[int, ...]] = {EMPTY: (), BASE: (1,)}
+        # The operation caches (filled by the builders below) only save time: trim_caches may empty them.
+        self._caches: list[dict[int, int]] = []
+        self._minimal_cache: dict[int, int] = {}
         self._mk = self._make_node_constructor()
-        self._union, self._without, self._minimal = _make_set_ops(self)
-        self._product, self._truncate = _make_product_ops(self)
+        self._union = _make_union(self)
+        self._without, self._minimal = _make_subsumption(self)
+        self._truncate = _make_truncate(self)
+        self._product = _make_product(self)
 
     # -- construction -------------------------------------------------------------------------------------------
 
@@ -131,14 +145,14 @@ class Zbdd:
         def mk(v: int, low: int, high: int) -> int:
             if high == EMPTY:  # zero-suppression: a variable that no set contains is not a node
                 return low
-            key = (v, low, high)
+            key = v << 64 | low << 32 | high
             node = unique.get(key)
             if node is None:
                 node = len(var)
                 if node >= budget.node_cap:
-                    raise BudgetExceededError(f"ZBDD node budget exhausted at {node} nodes")
+                    raise BudgetExceededError(f"ZBDD node budget exhausted at {node} nodes", nodes=True)
                 if not node & 1023 and time.monotonic() > budget.deadline:
-                    raise BudgetExceededError("ZBDD time budget exhausted")
+                    raise BudgetExceededError("ZBDD time budget exhausted", nodes=False)
                 var.append(v)
                 lo.append(low)
                 hi.append(high)
@@ -228,12 +242,29 @@ class Zbdd:
                 both = self._truncate(both, limit)
             return self._minimal(both)
 
-    def and_minimal(self, a: int, b: int, limit: int | None = None) -> int:
-        """Return the minimal sets of ``a × b`` of at most ``limit`` elements."""
+    def and_minimal(self, a: int, b: int, limit: int | None = None, *, disjoint: bool = False) -> int:
+        """Return the minimal sets of ``a × b`` of at most ``limit`` elements.
+
+        With ``disjoint`` (the caller knows ``a`` and ``b`` are minimal and share no variable) the product is
+        already minimal and is not checked again.
+        """
         with recursion_room(4 * self._depth):
-            return self._minimal(self._product(a, b, _UNBOUNDED if limit is None else limit))
+            product = self._product(a, b, _UNBOUNDED if limit is None else limit)
+            return product if disjoint else self._minimal(product)
 
     # -- budget -------------------------------------------------------------------------------------------------
+
+    def trim_caches(self, entries: int) -> None:
+        """Empty the operation caches if they hold more than ``entries`` results (they only save time).
+
+        The record of which nodes are already minimal is kept unless it alone is over the limit: rebuilding it
+        means re-checking whole families.
+        """
+        if sum(map(len, self._caches)) + len(self._minimal_cache) > entries:
+            for cache in self._caches:
+                cache.clear()
+            if len(self._minimal_cache) > entries:
+                self._minimal_cache.clear()
 
     @contextmanager
     def budget(self, *, nodes: int | None = None, seconds: float | None = None) -> Iterator[None]:
@@ -276,22 +307,32 @@ class Zbdd:
 
     def size(self, a: int) -> int:
         """Return the number of non-terminal nodes reachable from ``a``."""
+        return len(self._nodes(a))
+
+    def support(self, a: int) -> set[int]:
+        """Return the variables that occur in some set of ``a``."""
+        var = self._var
+        return {var[n] for n in self._nodes(a)}
+
+    def _nodes(self, a: int) -> set[int]:
         seen: set[int] = set()
         stack = [a]
+        lo, hi = self._lo, self._hi
         while stack:
             n = stack.pop()
             if n > BASE and n not in seen:
                 seen.add(n)
-                stack.append(self._lo[n])
-                stack.append(self._hi[n])
-        return len(seen)
+                stack.append(lo[n])
+                stack.append(hi[n])
+        return seen
 
     def count(self, a: int) -> int:
         """Return the number of sets in ``a`` (exact, arbitrary precision)."""
-        memo, lo, hi = self._count, self._lo, self._hi
-        for n in self._postorder(a, memo):
-            memo[n] = memo[lo[n]] + memo[hi[n]]
-        return memo[a]
+        counts, lo, hi = self._counts, self._lo, self._hi
+        # Ids are topological, so one forward sweep over the nodes created since the last call fills the table.
+        for n in range(len(counts), len(lo)):
+            counts.append(counts[lo[n]] + counts[hi[n]])
+        return counts[a]
 
     def count_by_order(self, a: int) -> dict[int, int]:
         """Return ``{size: number of sets of that size}`` for the sets of ``a`` (sizes with no set omitted)."""
@@ -394,12 +435,11 @@ class Zbdd:
         return best
 
 
-def _make_set_ops(z: Zbdd) -> tuple[Callable[[int, int], int], Callable[[int, int], int], Callable[[int], int]]:
-    """Build the memoised union, without (subsumption) and minimal operations of ``z`` as fast closures."""
-    var, lo, hi, minc, maxc, mk = z._var, z._lo, z._hi, z._minc, z._maxc, z._mk
-    union_cache: dict[tuple[int, int], int] = {}
-    without_cache: dict[tuple[int, int], int] = {}
-    minimal_cache: dict[int, int] = {}
+def _make_union(z: Zbdd) -> Callable[[int, int], int]:
+    """Return the memoised union of ``z`` as a fast closure."""
+    var, lo, hi, mk = z._var, z._lo, z._hi, z._mk
+    cache: dict[int, int] = {}
+    z._caches.append(cache)
 
     def union(a: int, b: int) -> int:
         if a == b or b == EMPTY:
@@ -408,8 +448,8 @@ def _make_set_ops(z: Zbdd) -> tuple[Callable[[int, int], int], Callable[[int, in
             return b
         if a > b:
             a, b = b, a
-        key = (a, b)
-        r = union_cache.get(key)
+        key = a << 32 | b
+        r = cache.get(key)
         if r is None:
             va, vb = var[a], var[b]
             if va < vb:
@@ -418,8 +458,18 @@ def _make_set_ops(z: Zbdd) -> tuple[Callable[[int, int], int], Callable[[int, in
                 r = mk(vb, union(a, lo[b]), hi[b])
             else:
                 r = mk(va, union(lo[a], lo[b]), union(hi[a], hi[b]))
-            union_cache[key] = r
+            cache[key] = r
         return r
+
+    return union
+
+
+def _make_subsumption(z: Zbdd) -> tuple[Callable[[int, int], int], Callable[[int], int]]:
+    """Return the memoised ``without`` (subsumption) and ``minimal`` operations of ``z`` as fast closures."""
+    var, lo, hi, minc, maxc, mk = z._var, z._lo, z._hi, z._minc, z._maxc, z._mk
+    cache: dict[int, int] = {}
+    z._caches.append(cache)
+    minimal_cache = z._minimal_cache
 
     def without(a: int, b: int) -> int:
         # Sets of a that contain no set of b. A set of b can only be inside sets at least as large.
@@ -429,8 +479,8 @@ def _make_set_ops(z: Zbdd) -> tuple[Callable[[int, int], int], Callable[[int, in
             return EMPTY
         if a == BASE:
             return BASE  # b holds no empty set (checked above), so nothing is inside the empty set
-        key = (a, b)
-        r = without_cache.get(key)
+        key = a << 32 | b
+        r = cache.get(key)
         if r is None:
             va, vb = var[a], var[b]
             if va < vb:
@@ -440,10 +490,11 @@ def _make_set_ops(z: Zbdd) -> tuple[Callable[[int, int], int], Callable[[int, in
             else:
                 low_b = lo[b]
                 r = mk(va, without(lo[a], low_b), without(without(hi[a], hi[b]), low_b))
-            without_cache[key] = r
+            cache[key] = r
         return r
 
     def minimal(a: int) -> int:
+        # A set with v is minimal unless a set without v, or a smaller set with v, lies inside it.
         if a <= BASE:
             return a
         r = minimal_cache.get(a)
@@ -454,26 +505,35 @@ def _make_set_ops(z: Zbdd) -> tuple[Callable[[int, int], int], Callable[[int, in
             minimal_cache[r] = r
         return r
 
-    return union, without, minimal
+    return without, minimal
 
 
-def _make_product_ops(z: Zbdd) -> tuple[Callable[[int, int, int], int], Callable[[int, int], int]]:
-    """Build the memoised order-limited product and truncation of ``z`` as fast closures."""
-    var, lo, hi, minc, maxc, mk, union = z._var, z._lo, z._hi, z._minc, z._maxc, z._mk, z._union
-    product_cache: dict[tuple[int, int, int], int] = {}
-    truncate_cache: dict[tuple[int, int], int] = {}
+def _make_truncate(z: Zbdd) -> Callable[[int, int], int]:
+    """Return the memoised truncation (sets of at most k elements) of ``z`` as a fast closure."""
+    var, lo, hi, minc, maxc, mk = z._var, z._lo, z._hi, z._minc, z._maxc, z._mk
+    cache: dict[int, int] = {}
+    z._caches.append(cache)
 
     def truncate(a: int, k: int) -> int:
         if maxc[a] <= k:
             return a
         if minc[a] > k:
             return EMPTY
-        key = (a, k)
-        r = truncate_cache.get(key)
+        key = a << 42 | k
+        r = cache.get(key)
         if r is None:
             r = mk(var[a], truncate(lo[a], k), truncate(hi[a], k - 1))
-            truncate_cache[key] = r
+            cache[key] = r
         return r
+
+    return truncate
+
+
+def _make_product(z: Zbdd) -> Callable[[int, int, int], int]:
+    """Return the memoised order-limited product of ``z`` as a fast closure (needs union and truncate)."""
+    var, lo, hi, minc, maxc, mk, union, truncate = z._var, z._lo, z._hi, z._minc, z._maxc, z._mk, z._union, z._truncate
+    cache: dict[int, int] = {}
+    z._caches.append(cache)
 
     def product(a: int, b: int, k: int) -> int:
         if a == EMPTY or b == EMPTY:
@@ -487,20 +547,19 @@ def _make_product_ops(z: Zbdd) -> tuple[Callable[[int, int, int], int], Callable
             return other if k == _UNBOUNDED else truncate(other, k)
         if a > b:
             a, b = b, a
-        key = (a, b, k)
-        r = product_cache.get(key)
+        key = (a << 32 | b) << 42 | k
+        r = cache.get(key)
         if r is None:
             va, vb = var[a], var[b]
-            k1 = k - 1
             if va < vb:
-                r = mk(va, product(lo[a], b, k), product(hi[a], b, k1))
+                r = mk(va, product(lo[a], b, k), product(hi[a], b, k - 1))
             elif vb < va:
-                r = mk(vb, product(a, lo[b], k), product(a, hi[b], k1))
+                r = mk(vb, product(a, lo[b], k), product(a, hi[b], k - 1))
             else:
                 # (v·A1 + A0)(v·B1 + B0) = v·(A1(B1 + B0) + A0·B1) + A0·B0
-                high = union(product(hi[a], union(hi[b], lo[b]), k1), product(lo[a], hi[b], k1))
+                high = union(product(hi[a], union(hi[b], lo[b]), k - 1), product(lo[a], hi[b], k - 1))
                 r = mk(va, product(lo[a], lo[b], k), high)
-            product_cache[key] = r
+            cache[key] = r
         return r
 
-    return product, truncate
+    return product

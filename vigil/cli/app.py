@@ -171,6 +171,9 @@ def analyze(
     service: Annotated[list[str] | None, typer.Option("--service", "-s", help="Only these services.")] = None,
     state: StateOpt = [],  # noqa: B006 - Typer reads the default, never mutates it
     importance: Annotated[bool, typer.Option(help="Compute importance measures.")] = True,
+    max_cut_sets: Annotated[
+        int | None, typer.Option("--max-cut-sets", min=0, help="List at most N cut sets per service (JSON: all).")
+    ] = None,
     output: OutputOpt = None,
 ) -> None:
     """Single points of failure, minimal cut sets and availability of every service."""
@@ -180,7 +183,8 @@ def analyze(
             _fail("give either model files or --mef, not both")
         if fmt in (Format.SVG, Format.DOT):
             _fail("--format svg/dot draws a model; a MEF file has no model to draw")
-        _emit_payload(analyze_mef(mef, max_order=order, fail=_fail), fmt, output, "analyze")
+        shown = max_cut_sets if fmt is Format.JSON else min(max_cut_sets or 5, 5)
+        _emit_payload(analyze_mef(mef, max_order=order, fail=_fail, max_cut_sets=shown), fmt, output, "analyze")
         return
     if not models:
         _fail("give at least one model file or directory (or --mef FILE)")
@@ -198,7 +202,8 @@ def analyze(
         _emit_graph(to_dot(model, highlight=marks, focus=focus, title=f"{model.name}: single points of failure"),
                     fmt, output)  # fmt: skip
         return
-    _emit_payload(report_payload(report), fmt, output, "analyze")
+    shown = max_cut_sets if fmt is Format.JSON else min(max_cut_sets or 5, 5)
+    _emit_payload(report_payload(report, max_cut_sets=shown), fmt, output, "analyze")
 
 
 @app.command()
@@ -255,7 +260,7 @@ def what_if_cmd(
         marks.update({n: str(s) if s is not State.DOWN else "failed" for n, s in states.items()})
         _emit_graph(to_dot(model, highlight=marks, title=f"{model.name}: what if"), fmt, output)
         return
-    _emit_payload(report_payload(report), fmt, output, "what-if")
+    _emit_payload(report_payload(report, max_cut_sets=None if fmt is Format.JSON else 5), fmt, output, "what-if")
 
 
 @app.command("export-mef")

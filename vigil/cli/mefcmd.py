@@ -14,7 +14,9 @@ from vigil.model.types import Model
 __all__ = ["analyze_mef", "export_service_mef"]
 
 
-def analyze_mef(path: Path, *, max_order: int | None, fail: Callable[[str], NoReturn]) -> dict[str, Any]:
+def analyze_mef(
+    path: Path, *, max_order: int | None, fail: Callable[[str], NoReturn], max_cut_sets: int | None = None
+) -> dict[str, Any]:
     """Return the ``vigil analyze`` JSON for every top event of a MEF file (availability = 1 - P(top))."""
     try:
         model = load_mef(path)
@@ -24,7 +26,8 @@ def analyze_mef(path: Path, *, max_order: int | None, fail: Callable[[str], NoRe
     services = []
     for top in model.tops:
         cuts = analyzer.cut_sets(top, max_order=max_order)
-        ranked = cuts.ranked()
+        ranked = cuts.ranked(max_cut_sets)
+        singles = [next(iter(s)) for s, _ in analyzer.cut_sets(top, max_order=1).ranked() if len(s) == 1]
         prob = analyzer.probability(top)
         services.append(
             {
@@ -42,11 +45,9 @@ def analyze_mef(path: Path, *, max_order: int | None, fail: Callable[[str], NoRe
                 "slo": None,
                 "slo_gap": None,
                 "meets_slo": None,
-                "spofs": sorted(next(iter(s)) for s, _ in ranked if len(s) == 1),
+                "spofs": singles,
                 "spof_details": [
-                    {"id": next(iter(s)), "kind": "basic-event", "startup_only": False, "defeats_redundancy": []}
-                    for s, _ in ranked
-                    if len(s) == 1
+                    {"id": e, "kind": "basic-event", "startup_only": False, "defeats_redundancy": []} for e in singles
                 ],
                 "new_spofs": [],
                 "cut_sets": [sorted(s) for s, _ in ranked],

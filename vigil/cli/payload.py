@@ -12,7 +12,7 @@ __all__ = ["impact_payload", "report_payload", "service_payload"]
 
 
 def service_payload(s: ServiceReport, *, max_cut_sets: int | None = None) -> dict[str, Any]:
-    cuts = s.cut_sets if max_cut_sets is None else s.cut_sets[:max_cut_sets]
+    cuts = s.ranked_cut_sets(max_cut_sets)
     return {
         "id": s.id,
         "name": s.name,
