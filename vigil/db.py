@@ -11,6 +11,7 @@ written. PostgreSQL (psycopg 3) is for the rest. Both run the same schema, built
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+_ALEMBIC_LOCK = threading.Lock()
 # How long a SQLite writer waits for another one before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -169,7 +171,8 @@ def upgrade(target: str | URL | Engine, revision: str = "head") -> None:
 
     engine = target if isinstance(target, Engine) else make_engine(target)
     try:
-        with engine.begin() as connection:
+        # Alembic's `context` is one proxy per process: two threads migrating at once would share it.
+        with _ALEMBIC_LOCK, engine.begin() as connection:
             command.upgrade(alembic_config(connection), revision)
     finally:
         if engine is not target:

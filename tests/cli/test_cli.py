@@ -143,7 +143,17 @@ def test_output_to_unwritable_path_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_entry_point_runs_as_a_program() -> None:
     done = subprocess.run(
-        [sys.executable, "-c", "from vigil.cli import main; main()", "impact", CELS, "--fail", "vserver8", "-f", "json"],
+        [
+            sys.executable,
+            "-c",
+            "from vigil.cli import main; main()",
+            "impact",
+            CELS,
+            "--fail",
+            "vserver8",
+            "-f",
+            "json",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,9 +8,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.model.test_loader import GOOD
 from vigil.model.errors import ModelError
 from vigil.model.loader import load_model_texts
-from tests.model.test_loader import GOOD
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True), st.text(max_size=12),

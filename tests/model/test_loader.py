@@ -110,7 +110,9 @@ def test_duplicate_id_between_domain_and_component() -> None:
 
 
 def test_unknown_reference_suggests_close_match() -> None:
-    issue = only_issue("components:\n  - {id: vserver8, kind: hypervisor}\n  - {id: login1, kind: vm, runs_on: vsever8}\n")
+    issue = only_issue(
+        "components:\n  - {id: vserver8, kind: hypervisor}\n  - {id: login1, kind: vm, runs_on: vsever8}\n"
+    )
     assert (issue.line, issue.path) == (3, "components[1].runs_on")
     assert "unknown component 'vsever8'" in issue.message and "did you mean 'vserver8'" in issue.message
 
@@ -128,7 +130,10 @@ components:
   - {id: b, kind: host}
 """
     issues = issues_of(text)
-    assert [(i.line, i.path) for i in issues] == [(4, "components[0].domains[0]"), (8, "components[0].depends_on[0].any[1]")]
+    assert [(i.line, i.path) for i in issues] == [
+        (4, "components[0].domains[0]"),
+        (8, "components[0].depends_on[0].any[1]"),
+    ]
     assert "unknown failure domain 'nowhere'" in issues[0].message
     assert "unknown component 'ghost'" in issues[1].message
 
@@ -147,14 +152,20 @@ components:
 
 
 def test_k_larger_than_group() -> None:
-    text = "components:\n  - {id: a, kind: host}\n  - id: s\n    kind: service\n    depends_on:\n      - at_least: 3\n        of: [a]\n"
+    text = (
+        "components:\n  - {id: a, kind: host}\n  - id: s\n    kind: service\n"
+        "    depends_on:\n      - at_least: 3\n        of: [a]\n"
+    )
     issue = only_issue(text)
     assert (issue.line, issue.path) == (6, "components[1].depends_on[0].at_least")
     assert "at_least 3 but the group has 1 members" in issue.message
 
 
 def test_zero_k_and_empty_group_are_schema_errors() -> None:
-    text = "components:\n  - id: s\n    kind: service\n    depends_on:\n      - {at_least: 0, of: [s]}\n      - {any: []}\n"
+    text = (
+        "components:\n  - id: s\n    kind: service\n    depends_on:\n"
+        "      - {at_least: 0, of: [s]}\n      - {any: []}\n"
+    )
     issues = issues_of(text)
     assert [i.path for i in issues] == ["components[0].depends_on[0].at_least", "components[0].depends_on[1].any"]
 
@@ -210,7 +221,8 @@ def test_bad_durations(field: str, value: str, needle: str) -> None:
 
 def test_mtbf_without_mttr_and_both_sources() -> None:
     issues = issues_of(
-        "components:\n  - {id: a, kind: host, mtbf: 1h}\n  - {id: b, kind: host, availability: 0.9, mtbf: 1h, mttr: 1h}\n"
+        "components:\n  - {id: a, kind: host, mtbf: 1h}\n"
+        "  - {id: b, kind: host, availability: 0.9, mtbf: 1h, mttr: 1h}\n"
     )
     assert "mtbf and mttr go together" in issues[0].message and issues[0].line == 2
     assert "either availability or mtbf + mttr" in issues[1].message and issues[1].line == 3
@@ -273,8 +285,10 @@ def test_duplicate_yaml_key_is_an_error() -> None:
 
 
 def test_conflicting_defaults_across_files() -> None:
-    with pytest.raises(ModelError, match="different defaults.availability"):
-        load_model_texts([("a.yaml", "defaults: {availability: 0.99}\n"), ("b.yaml", "defaults: {availability: 0.9}\n")])
+    with pytest.raises(ModelError, match=r"different defaults\.availability"):
+        load_model_texts(
+            [("a.yaml", "defaults: {availability: 0.99}\n"), ("b.yaml", "defaults: {availability: 0.9}\n")]
+        )
 
 
 def test_missing_files_and_unreadable(tmp_path: Path) -> None:

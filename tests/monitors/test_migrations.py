@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import subprocess
+import sys
 
 import pytest
 from alembic import command
@@ -86,8 +87,12 @@ def test_downgrade_to_base_leaves_only_the_version_table(db_url: str) -> None:
 def test_servers_starting_together_on_postgresql_migrate_once(db_url: str) -> None:
     if not db_url.startswith("postgresql"):
         pytest.skip("SQLite has one writer at a time anyway")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(upgrade, [db_url, db_url]))  # raises if the second one tried to create the tables again
+    # Processes, as two servers would be: each fails if it tries to create tables the other made.
+    code = "import sys; from vigil.db import upgrade; upgrade(sys.argv[1])"
+    runs = [subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE) for _ in range(2)]
+    for run in runs:
+        _, errors = run.communicate(timeout=120)
+        assert run.returncode == 0, errors.decode()
     engine = make_engine(db_url)
     try:
         assert current_revision(engine) == head_revision()

@@ -316,13 +316,14 @@ class _Forms:
         """Return a variable order for a BDD of ``form`` and its groups, children first.
 
         The form's own events come first (they add a chain of nodes at most), then the events of its groups in
-        depth-first order of first appearance, which keeps each group's variables together.
+        depth-first order of first appearance, which keeps each group's variables together; the groups go in
+        the order of :meth:`_root_order`.
         """
         order = sorted(form[0])
         placed = set(order)
         post: list[int] = []
         seen: set[int] = set()
-        for root in sorted(form[1]):
+        for root in self._root_order(form):
             if root in seen:
                 continue
             seen.add(root)
@@ -360,12 +361,39 @@ class _Forms:
                 classes.setdefault(tuple(places[v]), []).append(v)
         return list(classes.values())
 
+    def _root_order(self, form: Form) -> list[int]:
+        """Return the groups of ``form``, each next one sharing the largest fraction of its events with those before.
+
+        Keeping groups that share events (racks, power feeds) close shortens the stretch of the order over which
+        a shared event must be remembered, which is what makes a BDD of several groups wide.
+        """
+        roots = sorted(form[1])
+        if len(roots) <= 2:
+            return roots
+        events = {g: self._events_under(g) - form[0] for g in roots}
+        first = min(roots, key=lambda g: (len(events[g]), g))
+        chosen, placed, rest = [first], set(events[first]), set(roots) - {first}
+        while rest:
+            best = max(rest, key=lambda g: (len(events[g] & placed) / (len(events[g]) or 1), -g))
+            chosen.append(best)
+            placed |= events[best]
+            rest.discard(best)
+        return chosen
+
     def _items(self, group: int) -> Iterator[int]:
         # Events as their variable, groups as ~id (negative), in a deterministic order. Children without
         # groups come first, so a chain of nested groups puts each group's own events above its sub-groups'.
         for events, groups in sorted(self.groups[group][1], key=lambda form: bool(form[1])):
             yield from sorted(events)
             yield from (~g for g in sorted(groups))
+
+
+def _minimal_union(z: Zbdd, families: list[int]) -> int:
+    """Return the minimal sets of the union of ``families``, merged pairwise so no operand grows long early."""
+    while len(families) > 1:
+        pairs = zip(families[::2], families[1::2], strict=False)
+        families = [z.union(a, b) for a, b in pairs] + families[len(families) // 2 * 2 :]
+    return z.minimal(families[0] if families else EMPTY)
 
 
 def _any_fails(probabilities: list[float]) -> float:
@@ -407,6 +435,7 @@ class Analyzer:
         self._group_families: dict[tuple[int, int | None], int] = {}
         self._union_families: dict[tuple[frozenset[int], int | None], int] = {}
         self._component_families: dict[tuple[_Component, int | None], int] = {}
+        self._avoided: dict[tuple[int, frozenset[int], int | None], int] = {}
         self._group_functions: dict[int, tuple[Bdd, int, dict[int, int]]] = {}
         self._component_exact: dict[_Component, float] = {}
         self._too_big: set[_Component | Form] = set()  # over the node limit once: not tried again
@@ -436,9 +465,19 @@ class Analyzer:
         key = (part, k)
         family = self._component_families.get(key)
         if family is None:
-            # Sets through the groups that hold one of the top's own events are not minimal.
-            family = self._zbdd.avoiding(self._groups_family(part.roots, k), part.touched)
-            self._component_families[key] = family
+            self._make_group_families(part.roots, k)
+            # Sets holding one of the top's own events are not minimal. Dropping them group by group first is
+            # cheaper: the same groups recur with the same own events (site, provider...) across many tops.
+            families = []
+            for group in sorted(part.roots):
+                avoided = self._avoided.get((group, part.touched, k))
+                if avoided is None:
+                    # What is left of a minimal family is minimal: say so, or minimal() would check it again.
+                    avoided = self._zbdd.avoiding(self._group_families[(group, k)], part.touched)
+                    self._zbdd.known_minimal(avoided)
+                    self._avoided[(group, part.touched, k)] = avoided
+                families.append(avoided)
+            family = self._component_families[key] = _minimal_union(self._zbdd, families)
         return family
 
     def _groups_family(self, groups: frozenset[int], k: int | None) -> int:
@@ -446,15 +485,15 @@ class Analyzer:
         key = (groups, k)
         family = self._union_families.get(key)
         if family is None:
-            memo, z = self._group_families, self._zbdd
-            for group in self._forms.reachable(groups, _KeyView(memo, k)):
-                memo[(group, k)] = self._group_family(group, k)
-            families = [memo[(group, k)] for group in sorted(groups)]
-            while len(families) > 1:  # pairwise, so that no operand grows long before the end
-                pairs = zip(families[::2], families[1::2], strict=False)
-                families = [z.union(a, b) for a, b in pairs] + families[len(families) // 2 * 2 :]
-            family = self._union_families[key] = z.minimal(families[0] if families else EMPTY)
+            self._make_group_families(groups, k)
+            families = [self._group_families[(group, k)] for group in sorted(groups)]
+            family = self._union_families[key] = _minimal_union(self._zbdd, families)
         return family
+
+    def _make_group_families(self, groups: frozenset[int], k: int | None) -> None:
+        memo = self._group_families
+        for group in self._forms.reachable(groups, _KeyView(memo, k)):
+            memo[(group, k)] = self._group_family(group, k)
 
     def _group_family(self, group: int, k: int | None) -> int:
         """Return the minimal cut sets (order ≤ k) of one group; those of the groups below must be memoised."""
@@ -583,10 +622,7 @@ class Analyzer:
         Raises BudgetExceededError past the node limit or the deadline.
         """
         own = form[0]
-        if merge:
-            classes = self._forms.equivalent_events(layout, own)
-        else:
-            classes = [[v] for v in layout.order]
+        classes = self._forms.equivalent_events(layout, own) if merge else [[v] for v in layout.order]
         local = {v: i for i, members in enumerate(classes) for v in members}
         bdd = Bdd([_any_fails([self._p[v] for v in members]) for members in classes])
         value: dict[int, int] = {}

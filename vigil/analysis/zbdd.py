@@ -209,6 +209,22 @@ class Zbdd:
         with recursion_room(2 * self._depth):
             return avoid(a)
 
+    def known_minimal(self, a: int) -> int:
+        """Record that family ``a`` is minimal (the caller knows), so ``minimal`` stops at it; return ``a``.
+
+        Every node of a minimal family is minimal too: a set inside another one below a node would give two
+        nested sets of the whole family.
+        """
+        cache, lo, hi = self._minimal_cache, self._lo, self._hi
+        stack = [a]
+        while stack:
+            n = stack.pop()
+            if n > BASE and n not in cache:
+                cache[n] = n
+                stack.append(lo[n])
+                stack.append(hi[n])
+        return a
+
     def union(self, a: int, b: int) -> int:
         """Return ``a ∪ b`` (not minimised)."""
         with recursion_room(2 * self._depth):
@@ -250,7 +266,7 @@ class Zbdd:
         """
         with recursion_room(4 * self._depth):
             product = self._product(a, b, _UNBOUNDED if limit is None else limit)
-            return product if disjoint else self._minimal(product)
+            return self.known_minimal(product) if disjoint else self._minimal(product)
 
     # -- budget -------------------------------------------------------------------------------------------------
 

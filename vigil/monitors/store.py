@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Engine, Result, delete, insert, select, text, update
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -140,7 +140,7 @@ def record_state_change(
     :class:`StateChange`, or None when the subject already was in ``to_state``.
 
     The current state is read and replaced with a conditional UPDATE, so two writers cannot both record the same
-    change. On PostgreSQL the outbox insert takes a transaction-level advisory lock, which makes ids become
+    change. On PostgreSQL it first takes a transaction-level advisory lock, which makes outbox ids become
     visible in order (a reader following ids never skips one committed late); record state changes last in a
     unit of work, since the lock is held until its commit.
 
@@ -150,17 +150,18 @@ def record_state_change(
     if (component_id is None) == (monitor_id is None):
         raise ValueError("give exactly one of component_id and monitor_id")
     to = ComponentState(to_state)
+    if monitor_id is not None and to.value not in {outcome.value for outcome in Outcome}:
+        raise ValueError(f"a monitor's state is up, degraded or down, not {to}")
+    if session.get_bind().dialect.name == "postgresql":
+        # Taken before the subject's row lock, so that every writer takes the two in the same order.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _OUTBOX_LOCK})
     if component_id is not None:
         extra = {"state_since": at, "state_cause": cause}
         old = _flip(session, Component.id, component_id, Component.state, to, extra)
     else:
-        if to.value not in Outcome.__members__.values():
-            raise ValueError(f"a monitor's state is up, degraded or down, not {to}")
-        old = _flip(session, Monitor.id, str(monitor_id), Monitor.outcome, Outcome(to), {})
+        old = _flip(session, Monitor.id, str(monitor_id), Monitor.outcome, Outcome(to.value), {})
     if old is None:
         return None
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _OUTBOX_LOCK})
     change = StateChange(
         component_id=component_id,
         monitor_id=monitor_id,
@@ -234,6 +235,12 @@ def record_ping(
         monitor.last_ping_body = body[:PING_BODY_LIMIT]
     session.flush()
     return monitor
+
+
+def _first_line(exc: Exception) -> str:
+    # SQLAlchemy wraps the driver's error and appends the statement and a link; the driver's first line says it.
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 @dataclass(slots=True)
@@ -343,7 +350,11 @@ class ResultWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:
+                # A bug here must not end the loop: results would pile up unwritten until the bound drops them.
+                logger.exception("writing results failed; trying again")
 
     async def start(self) -> None:
         """Start the background loop."""
@@ -378,7 +389,7 @@ class ResultWriter:
                 return _WriteReport(written=record_results(session=session, results=batch))
         except _UNAVAILABLE as exc:
             return _WriteReport(unwritten=batch, error=exc)
-        except SQLAlchemyError:
+        except Exception:
             # One bad row must not sink the batch nor, retried forever, every batch after it: write one by one.
             pass
         report = _WriteReport()
@@ -389,9 +400,9 @@ class ResultWriter:
             except _UNAVAILABLE as exc:
                 report.unwritten, report.error = batch[index:], exc
                 break
-            except SQLAlchemyError as exc:
+            except Exception as exc:  # a row refused is logged and skipped, never retried forever
                 report.refused += 1
-                logger.warning("result of %s refused by the database, skipped: %s", result.monitor_id, exc.args[0])
+                logger.warning("result of %s refused, skipped: %s", result.monitor_id, _first_line(exc))
         return report
 
     def _requeue(self, batch: list[ResultLike]) -> None:
@@ -412,6 +423,6 @@ class ResultWriter:
     def _note_outage(self, exc: Exception) -> None:
         self._unavailable = True
         self._outages = min(self._outages + 1, 16)
-        message = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        message = _first_line(exc)
         kept, dropped = self.pending, self.dropped
         logger.warning("database unavailable (%s): %d results kept, %d dropped so far", message, kept, dropped)
