@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
-from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -311,43 +309,10 @@ def test_infrastructure_answers_match_a_direct_computation() -> None:
 
 @pytest.mark.slow
 def test_every_service_of_a_ten_thousand_component_fleet() -> None:
+    # Speed is measured in benchmarks/bench_analysis.py; here: a whole fleet stays exact and complete.
     infra = infrastructure(10_000)
-    started = time.process_time()
     analyzer = Analyzer(infra.tree)
     total = sum(analyzer.cut_sets(service, max_order=3).count for service in infra.services)
     probabilities = [analyzer.probability(service) for service in infra.services]
-    elapsed = time.process_time() - started
     assert all(p.exact for p in probabilities)
     assert total > len(infra.services)
-    # Measured about 1.6 s of CPU; the bound only catches a blow-up (a global BDD order took minutes).
-    assert elapsed < 15
-
-
-# -- Open-PSA models (SCRAM's reference numbers) -------------------------------------------------------------------
-
-MEF = Path("/work/shared/mef")
-REFERENCE = [
-    ("baobab1.xml", None, "0 1 1 70 400 2212 14748 8460 10624 6600 3072", 1.01708e-4),
-    ("baobab1.xml", 4, "0 1 1 70", 1.01708e-4),
-    ("baobab2.xml", None, "0 6 121 268 630 3780", 7.13018e-4),
-    ("chinese.xml", None, "0 12 0 24 188 168", 1.17058e-3),
-    ("das9202.xml", None, "1 1 16 112 448 1536 3648 5632 7168 5120 4096", 1.01154e-2),
-    ("isp9607.xml", None, "0 0 0 100 24 744 5232 19992 33336 36288 18816 3096 7800 13704 9960 1344", 9.4951e-7),
-    ("edf9203.xml", 4, "37 8331 318810 1546420", 0.599589),
-]
-
-
-@pytest.mark.parametrize(("model", "order", "distribution", "probability"), REFERENCE)
-def test_open_psa_models_match_scram(model: str, order: int | None, distribution: str, probability: float) -> None:
-    mef = pytest.importorskip("vigil.analysis.mef")
-    if not (MEF / model).exists():
-        pytest.skip(f"{MEF / model} is not here")
-    loaded = mef.load_mef(MEF / model)
-    analyzer = Analyzer(loaded.tree)
-    cut_sets = analyzer.cut_sets(loaded.tops[0], max_order=order)
-    counts = [int(n) for n in distribution.split()]
-    assert cut_sets.order_distribution == {i + 1: n for i, n in enumerate(counts) if n}
-    assert cut_sets.count == sum(counts)
-    result = analyzer.probability(loaded.tops[0])
-    assert result.exact
-    assert result.value == pytest.approx(probability, rel=5e-6)  # SCRAM prints six digits
