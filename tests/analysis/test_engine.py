@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+from collections.abc import Iterator
 from unittest import mock
 
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.analysis import bruteforce
 from tests.analysis.synthetic import infrastructure
-from vigil.analysis import engine
+from vigil.analysis import engine, forms
 from vigil.analysis.bdd import Bdd
 from vigil.analysis.engine import Analyzer, CutSets
 from vigil.analysis.faulttree import FaultTree, FaultTreeError, GateKind
@@ -52,6 +54,16 @@ STRATEGIES = [
 ]
 
 
+@contextlib.contextmanager
+def _patched(strategy: dict) -> Iterator[None]:
+    """Set the engine's tuning constants, wherever (engine or forms) each one lives."""
+    with contextlib.ExitStack() as stack:
+        for name, value in strategy.items():
+            module = forms if hasattr(forms, name) else engine
+            stack.enter_context(mock.patch.object(module, name, value))
+        yield
+
+
 def as_set(cut_sets: CutSets) -> set[frozenset[str]]:
     listed = list(cut_sets)
     assert len(listed) == len(set(listed)), "a cut set was enumerated twice"
@@ -70,7 +82,7 @@ def orders_of(sets: set[frozenset[str]]) -> dict[int, int]:
 def test_cut_sets_equal_brute_force(case: tuple[FaultTree, str], max_order: int | None, strategy: dict) -> None:
     tree, top = case
     expected = bruteforce.minimal_cut_sets(tree, top, max_order)
-    with mock.patch.multiple(engine, **strategy):
+    with _patched(strategy):
         result = Analyzer(tree).cut_sets(top, max_order=max_order)
     assert as_set(result) == expected
     assert result.count == len(result) == len(expected)
@@ -83,7 +95,7 @@ def test_cut_sets_equal_brute_force(case: tuple[FaultTree, str], max_order: int 
 @given(trees(), st.sampled_from(STRATEGIES))
 def test_probability_and_importance_equal_brute_force(case: tuple[FaultTree, str], strategy: dict) -> None:
     tree, top = case
-    with mock.patch.multiple(engine, **strategy):
+    with _patched(strategy):
         analyzer = Analyzer(tree)
         result = analyzer.probability(top)
         importance = analyzer.importance(top)
@@ -217,7 +229,7 @@ def test_over_budget_with_loose_bounds_uses_monte_carlo() -> None:
         tree.add_gate(f"train{i}", GateKind.OR, [f"e{i}", f"e{i + 3}", f"e{(i + 1) % 3 + 6}"])
     tree.add_gate("top", GateKind.ATLEAST, ["train0", "train1", "train2"], 2)
     truth = bruteforce.probability(tree, "top")
-    estimate = Analyzer(tree, node_limit=3).probability("top", budget_seconds=0.3)
+    estimate = Analyzer(tree, node_limit=3).probability("top", budget_seconds=1.0)
     assert not estimate.exact and estimate.method == "monte-carlo"
     assert estimate.lower <= truth <= estimate.upper
     assert estimate.upper - estimate.lower < 0.05
