@@ -15,6 +15,7 @@ from vigil.analysis.build import ModelTree, build_fault_tree, gate_id
 from vigil.analysis.engine import Analyzer, CutSets
 from vigil.analysis.faulttree import GateKind
 from vigil.analysis.impact import blast_radius
+from vigil.gcpause import gc_paused
 from vigil.model.types import Model, State, Tier
 
 __all__ = ["HOURS_PER_YEAR", "ModelReport", "ServiceReport", "Spof", "analyze_model", "select_services", "what_if"]
@@ -102,6 +103,18 @@ def analyze_model(
 
     Raises KeyError for an unknown service id.
     """
+    with gc_paused():
+        return _analyze(model, max_order, services, importance, budget_seconds, progress)
+
+
+def _analyze(
+    model: Model,
+    max_order: int | None,
+    services: Iterable[str] | None,
+    importance: bool,
+    budget_seconds: float,
+    progress: Callable[[int, int], None] | None,
+) -> ModelReport:
     chosen = select_services(model, services)
     mtree = build_fault_tree(model)
     analyzer = Analyzer(mtree.tree)

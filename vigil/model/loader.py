@@ -6,9 +6,7 @@ files) and raised together as one :class:`~vigil.model.errors.ModelError`, each 
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import yaml_rs
 from pydantic import TypeAdapter, ValidationError
 
+from vigil.gcpause import gc_paused
 from vigil.model.errors import ModelError, ModelIssue
 from vigil.model.schema import (
     AllSpec,
@@ -86,21 +85,8 @@ def load_model(paths: Sequence[str | Path]) -> Model:
 
 def load_model_texts(texts: Sequence[tuple[str, str]], *, issues: list[ModelIssue] | None = None) -> Model:
     """Load and merge ``(filename, yaml_text)`` pairs. Raises ModelError listing every problem found."""
-    with _gc_paused():
+    with gc_paused():
         return _load_texts(texts, issues)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    # Loading creates hundreds of thousands of objects and no cycles; the cyclic collector would scan them
-    # again and again for nothing (measured: 4.2 s → 1.7 s for 100,000 components).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _load_texts(texts: Sequence[tuple[str, str]], issues: list[ModelIssue] | None) -> Model:
