@@ -63,6 +63,7 @@ class _Verdict:
 
 
 _UP = _Verdict(_Level.UP, "", None)
+_STATUS = {_Level.UP: "up", _Level.DEGRADED: "degraded", _Level.DOWN: "down"}
 
 
 def blast_radius(model: Model, *, failed: Iterable[str] = (), states: dict[str, State] | None = None) -> Impact:
@@ -98,10 +99,13 @@ def _model_states(model: Model) -> Iterable[tuple[str, State]]:
 
 def _propagate(model: Model, verdicts: dict[str, _Verdict], fixed: set[str]) -> dict[str, str]:
     dependants = model.dependants
-    queue = deque(d for n in fixed for d in dependants.get(n, ()))
+    queue = deque(dict.fromkeys(d for n in fixed for d in dependants.get(n, ())))
+    # A node waiting in the queue is evaluated once, however many of its inputs changed meanwhile.
+    waiting = set(queue)
     exposures: dict[str, str] = {}
     while queue:
         node_id = queue.popleft()
+        waiting.discard(node_id)
         if node_id in fixed:
             continue
         comp = model.components.get(node_id)
@@ -114,7 +118,10 @@ def _propagate(model: Model, verdicts: dict[str, _Verdict], fixed: set[str]) -> 
         old = verdicts.get(node_id, _UP)
         if verdict.level > old.level:
             verdicts[node_id] = verdict
-            queue.extend(dependants.get(node_id, ()))
+            for dependant in dependants.get(node_id, ()):
+                if dependant not in waiting:
+                    waiting.add(dependant)
+                    queue.append(dependant)
     return exposures
 
 
@@ -201,7 +208,7 @@ def _collect(model: Model, given: dict[str, State], verdicts: dict[str, _Verdict
     for node_id, verdict in verdicts.items():
         if verdict.cause is None or node_id in model.domains:
             continue
-        effect = Effect(node_id, verdict.level.name.lower(), verdict.because, verdict.cause)
+        effect = Effect(node_id, _STATUS[verdict.level], verdict.because, verdict.cause)
         (impact.down if verdict.level is _Level.DOWN else impact.degraded).append(effect)
     for node_id, text in exposures.items():
         if verdicts.get(node_id, _UP).level is _Level.UP:
