@@ -2,8 +2,7 @@
 
 ``load_model`` parses the YAML, validates every entry against the schema, checks references and cycles, and
 builds the Model. Also timed: the same text with one invalid entry, i.e. how long until the user sees the error
-report with its line number (the loader then needs the slower line-aware parse), and the load with Python's
-cyclic garbage collector paused, to show how much of the time is collector passes over the growing heap.
+report with its line number (the loader then needs the slower line-aware parse).
 ``--profile`` prints the functions that take the most time (cProfile) for the largest size.
 
     python benchmarks/bench_load.py [--components 100000] [--repeat 3] [--profile]
@@ -57,12 +56,6 @@ def main(argv: list[str] | None = None) -> int:
         per_component = total / len(model.components)
         del model
         gc.collect()
-        gc.disable()
-        try:
-            _, no_gc = best_of(lambda path=path: load_model([path]), repeat)  # type: ignore[misc]
-        finally:
-            gc.enable()
-        gc.collect()
         broken = path.read_text(encoding="utf-8").replace("kind: hypervisor", "kind: Hypervisor", 1)
         _, error_time = best_of(lambda text=broken, name=str(path): _load_error(name, text), 1)  # type: ignore[misc]
         gc.collect()
@@ -76,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{per_component * 1e6:.0f} µs",
                 f"< {target:.0f} s" if target else "",
                 verdict(total, target),
-                fmt_time(no_gc),
                 fmt_time(error_time),
             ]
         )
@@ -90,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
                 "per component",
                 "target",
                 "",
-                "same, GC paused",
                 "one invalid entry: error report",
             ],
             rows,
