@@ -31,7 +31,7 @@ import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -479,11 +479,15 @@ def generate(components: int, seed: int) -> dict[str, Any]:
 
 def write(data: dict[str, Any], path: str | Path) -> Path:
     """Write a generated model as YAML (libyaml's emitter when available); return the path."""
-    dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     out = Path(path)
     with out.open("w", encoding="utf-8") as handle:
-        yaml.dump(data, handle, Dumper=dumper, sort_keys=False, default_flow_style=None, width=200)
+        _dump(data, handle)
     return out
+
+
+def _dump(data: dict[str, Any], stream: TextIO) -> None:
+    dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    yaml.dump(data, stream, Dumper=dumper, sort_keys=False, default_flow_style=None, width=200)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -494,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = generate(args.components, args.seed)
     if args.output == "-":
-        yaml.dump(data, sys.stdout, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False, width=200)
+        _dump(data, sys.stdout)
     else:
         write(data, args.output)
         print(f"{args.output}: {len(data['components'])} components, {len(data['domains'])} domains", file=sys.stderr)
