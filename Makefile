@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run examples test lint typecheck pytest bench clean
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,14 @@ $(VENV)/.dev: $(VENV)/.runtime pyproject.toml
 	$(PIP) -e '.[dev]'
 	touch $@
 
-# For now Vigil is an analysis tool: `run` analyses the four example infrastructures of our users' outages.
-# (The monitoring server replaces this with `vigil serve examples/demo.yaml` in the next issue.)
+# `run` starts the server with the demo config on SQLite (./vigil.db), and a stand-in cron job feeding its
+# heartbeat; Ctrl-C stops both. VIGIL_ENVIRONMENT=development lets it start without a configured secret key.
 run: $(VENV)/.runtime
+	$(PY) examples/demo_job.py & trap 'kill $$! 2>/dev/null' EXIT INT TERM; \
+	VIGIL_ENVIRONMENT=$${VIGIL_ENVIRONMENT:-development} $(VENV)/bin/vigil serve examples/demo.yaml
+
+# What `make run` did before the server existed: the resilience analysis of our users' four outages.
+examples: $(VENV)/.runtime
 	$(VENV)/bin/vigil analyze examples/cels-2022.yaml
 	$(VENV)/bin/vigil impact examples/cels-2022.yaml --fail vserver8
 	$(VENV)/bin/vigil analyze examples/galaxy-2018.yaml

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     result_retention_days: int = Field(default=30, ge=1, description="Raw check results older than this are purged.")
     write_batch_size: int = Field(default=500, ge=1, description="Results written in one insert.")
     write_flush_interval: float = Field(default=1.0, gt=0, description="Seconds between writes of buffered results.")
+    check_concurrency: int = Field(default=500, ge=1, description="Checks running at once, at most.")
+    startup_spread: float = Field(
+        default=10.0, ge=0, description="Seconds over which the first round of checks after start is spread."
+    )
+    check_batch_window: float = Field(
+        default=0.1, ge=0, le=1, description="Checks due within this many seconds start together (saves CPU)."
+    )
+    pid_file: str = Field(default="vigil.pid", min_length=1, description="Where `vigil serve` writes its process id.")
+    rollup_interval: float = Field(default=600.0, gt=0, description="Seconds between rollups of results.")
     pending_results_limit: int = Field(
         default=100_000, ge=1, description="Results kept in memory while the database is down; beyond, oldest go."
     )

@@ -118,6 +118,81 @@ def test_schema_is_json_schema() -> None:
     assert code == 0 and schema["title"] == "Vigil model" and "ComponentSpec" in schema["$defs"]
 
 
+def test_schema_describes_monitors() -> None:
+    code, out, _ = run("schema")
+    assert code == 0
+    defs = json.loads(out)["$defs"]
+    assert defs["ComponentSpec"]["properties"]["monitors"]["items"] == {"$ref": "#/$defs/MonitorSpec"}
+    branches = {ref["$ref"].rsplit("/", 1)[1] for ref in defs["MonitorSpec"]["oneOf"]}
+    assert branches == {f"{kind.title()}MonitorSpec" for kind in ("http", "tcp", "tls", "dns", "command",
+                                                                   "heartbeat", "postgres", "redis")}  # fmt: skip
+    assert all(name in defs for name in branches)  # every $ref resolves within the one document
+    assert "token" in defs["HeartbeatMonitorSpec"]["properties"]
+
+
+MONITORED = """\
+components:
+  - id: db
+    kind: database
+    monitors:
+      - {type: tcp, host: db1, port: 5432}
+  - id: web
+    kind: service
+    depends_on: [db]
+    monitors:
+      - type: http
+        url: ftp://web
+      - {id: nightly, type: heartbeat, token: backup-7f3a9c2e}
+      - {id: nightly, type: heartbeat}
+"""
+
+
+def test_validate_counts_monitors(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    fixed = MONITORED.replace("ftp://web", "http://web/healthz")
+    good.write_text(fixed.replace("{id: nightly, type: heartbeat}", "{id: weekly, type: heartbeat}"))
+    code, out, err = run("validate", str(good))
+    assert code == 0 and out == ""
+    assert "ok: 2 components, 0 failure domains, 4 monitors" in err
+
+
+def test_validate_reports_monitor_problems_like_model_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MONITORED)
+    code, out, err = run("validate", str(bad))
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert (
+        lines[0]
+        == f"{bad}:11: components[1].monitors[0].url: 'ftp://web' is not an http:// or https:// URL with a host"
+    )
+    assert lines[1].startswith(f"{bad}:13: components[1].monitors[2].id: duplicate monitor id 'nightly'")
+    assert f"(first at {bad}:12)" in lines[1]
+    assert "2 problems" in err
+
+
+def test_validate_reports_model_and_monitor_problems_together(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MONITORED + "  - {id: orphan, kind: vm, runs_on: nowhere}\n")
+    code, _, err = run("validate", str(bad))
+    assert code == 2
+    assert f"{bad}:11: components[1].monitors[0].url:" in err
+    assert f"{bad}:13: components[1].monitors[2].id:" in err
+    assert f"{bad}:14: components[2].runs_on: unknown component 'nowhere'" in err
+    assert "3 problems" in err
+    # Sorted by line as model errors are, whichever check found them.
+    found = [int(line.split(":")[1]) for line in err.splitlines() if line.startswith(str(bad))]
+    assert found == sorted(found)
+
+
+def test_analyze_ignores_monitor_problems(tmp_path: Path) -> None:
+    # A broken monitor is validate's business; the resilience analysis of the model still runs.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MONITORED)
+    code, out, _ = run("analyze", str(bad), "--format", "json")
+    assert code == 0 and json.loads(out)["services"]
+
+
 def test_dot_output_highlights_blast_radius() -> None:
     code, out, _ = run("impact", CELS, "--fail", "vserver8", "--format", "dot")
     assert code == 0 and out.startswith("digraph vigil {")

@@ -22,7 +22,8 @@ trees = st.recursive(
         st.lists(children, max_size=5),
         st.dictionaries(
             st.sampled_from(["id", "kind", "components", "domains", "depends_on", "runs_on", "any", "all", "of",
-                             "at_least", "mtbf", "mttr", "availability", "slo", "tier", "state", "name", "x"]),
+                             "at_least", "mtbf", "mttr", "availability", "slo", "tier", "state", "name", "x",
+                             "monitors", "type", "url"]),
             children, max_size=6,
         ),
     ),

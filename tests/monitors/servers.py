@@ -45,21 +45,41 @@ class _HttpHandler(BaseHTTPRequestHandler):
             "/loop": lambda: self._send(302, b"", location="/loop"),
             "/json": lambda: self._send(200, json.dumps(JSON_BODY).encode(), kind="application/json"),
             "/big": self._big,
+            "/huge": self._huge,
             "/hang": lambda: self.server.stopping.wait(MAX_WAIT),
+            "/stall": self._stall,
+            "/headers": self._headers,
+            "/cookie": lambda: self._send(200, b"have a cookie\n", cookie="seen=1; Path=/"),
+            "/latin1": lambda: self._send(200, "caf\xe9 ok\n".encode("latin-1"), kind="text/plain; charset=latin-1"),
+            "/partial": self._partial,
+            "/drop": self._drop,
         }
         routes.get(url.path, lambda: self._send(404, b"not found\n"))()
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
+        if urlsplit(self.path).path == "/headers":
+            self._headers()
+            return
         self._send(201, b"got " + body, kind="text/plain")
 
-    def _send(self, status: int, body: bytes, *, location: str = "", kind: str = "text/plain") -> None:
+    def _headers(self) -> None:
+        """Answer the request headers a test may look at, as JSON (absent ones as "")."""
+        names = ("User-Agent", "Cookie", "Content-Type", "Authorization", "X-Probe", "Host")
+        seen = {name.lower().replace("-", "_"): self.headers.get(name, "") for name in names}
+        self._send(200, json.dumps(seen).encode(), kind="application/json")
+
+    def _send(
+        self, status: int, body: bytes, *, location: str = "", kind: str = "text/plain", cookie: str = ""
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         if location:
             self.send_header("Location", location)
+        if cookie:
+            self.send_header("Set-Cookie", cookie)
         self.end_headers()
         self.wfile.write(body)
 
@@ -79,7 +99,43 @@ class _HttpHandler(BaseHTTPRequestHandler):
         except OSError:  # the monitor stops reading at its cap and hangs up
             pass
 
+    def _huge(self) -> None:
+        # Announces 5 GB and sends until the client hangs up (or for MAX_WAIT at most).
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(HUGE_BODY))
+        self.end_headers()
+        chunk, deadline = b"x" * 65536, time.monotonic() + MAX_WAIT
+        try:
+            while time.monotonic() < deadline and not self.server.stopping.is_set():
+                self.wfile.write(chunk)
+        except OSError:
+            pass
 
+    def _stall(self) -> None:
+        # Headers and part of the body, then nothing until the client gives up.
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        self.wfile.write(b"status: ok, and then")
+        self.wfile.flush()
+        self.server.stopping.wait(MAX_WAIT)
+
+    def _partial(self) -> None:
+        # Promises 100 bytes, sends 3 and hangs up.
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        self.wfile.write(b"abc")
+        self.close_connection = True
+
+    def _drop(self) -> None:
+        self.close_connection = True  # hangs up without a word
+
+
+HUGE_BODY = 5 * 1024**3
 JSON_BODY = {"status": "ok", "db": {"ok": True, "lag": 0}, "checks": [{"name": "disk", "healthy": False}]}
 
 
@@ -96,7 +152,10 @@ class _HttpServer(ThreadingHTTPServer):
 
 @contextmanager
 def http_server(tls: ssl.SSLContext | None = None) -> Iterator[str]:
-    """Yield the base URL of a local HTTP server (routes: /ok /503 /slow?s= /redirect /loop /json /big /hang).
+    """Yield the base URL of a local HTTP server.
+
+    Routes: /ok /503 /slow?s= /redirect /loop /json /big /huge /hang /stall /headers /cookie /latin1 /partial /drop;
+    any path through it as a proxy (``GET http://any.invalid/ok``) is served as that path.
 
     With ``tls``, it serves HTTPS at https://localhost:PORT (the handshake happens as each connection is accepted).
     """
@@ -163,6 +222,33 @@ def silent_listener() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)
         yield sock.getsockname()[1]
+
+
+class _CountingHandler(socketserver.BaseRequestHandler):
+    """Answers every request on a connection with 200 "ok", keeping the connection open for more."""
+
+    server: _CountingServer
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        self.request.settimeout(MAX_WAIT)
+        try:
+            while self.request.recv(65536):
+                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nok\n")
+        except OSError:
+            pass
+
+
+class _CountingServer(_TcpServer):
+    connections = 0
+
+
+@contextmanager
+def counting_server() -> Iterator[_CountingServer]:
+    """Yield a keep-alive HTTP server on 127.0.0.1 that counts the connections it accepted (``.connections``)."""
+    server = _CountingServer(("127.0.0.1", 0), _CountingHandler)
+    with _serving(server):
+        yield server
 
 
 def closed_port() -> int:

@@ -21,7 +21,7 @@ def ago(minutes: float) -> datetime:
     ("ping", "start", "fail", "outcome", "reason"),
     [
         (ago(30), None, None, Outcome.UP, "last ping 30 min ago (expected every 60 min)"),
-        (ago(70), None, None, Outcome.UP, "late by 10 min, within the 15 min grace; last ping 70 min ago"),
+        (ago(70), None, None, Outcome.DEGRADED, "late by 10 min, within the 15 min grace; last ping 70 min ago"),
         (ago(80), None, None, Outcome.DOWN, "no ping since 80 min ago (expected every 60 min, grace 15 min)"),
         (None, None, None, Outcome.DOWN, "no ping received yet"),
         (ago(90), ago(5), None, Outcome.UP, "running for 5 min"),
@@ -47,7 +47,7 @@ def test_naive_times_are_refused() -> None:
 async def test_check_reports_the_state() -> None:
     spec = HeartbeatMonitorSpec.model_validate({"type": "heartbeat", "period": "1h", "grace": "15m", "id": "backup"})
     result = await heartbeat.check(spec, state=HeartbeatState(last_ping=ago(70)), now=NOW)
-    assert (result.monitor_id, result.outcome) == ("backup", Outcome.UP)
+    assert (result.monitor_id, result.outcome) == ("backup", Outcome.DEGRADED)
     assert result.details == {"last_ping": ago(70).isoformat()}
     naive = await heartbeat.check(spec, state=HeartbeatState(last_ping=datetime(2024, 5, 1)), now=NOW)
     assert (naive.outcome, naive.reason) == (

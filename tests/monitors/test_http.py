@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.monitors.servers import BIG_BODY, closed_port
+from tests.monitors.servers import BIG_BODY, closed_port, counting_server
+from vigil import __version__
 from vigil.monitors import http
 from vigil.monitors.registry import HttpClients
 from vigil.monitors.result import Outcome
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[http.HttpClient]:
     client = http.new_http_client()
     yield client
     await client.aclose()
@@ -27,7 +29,7 @@ def spec(url: str, **fields: Any) -> HttpMonitorSpec:
     return HttpMonitorSpec.model_validate({"type": "http", "url": url, **fields})
 
 
-async def test_ok(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_ok(http_base: str, client: http.HttpClient) -> None:
     result = await http.check(spec(f"{http_base}/ok", contains="ok"), client=client)
     assert (result.outcome, result.reason) == (Outcome.UP, "status 200")
     assert result.details["status_code"] == 200
@@ -36,24 +38,24 @@ async def test_ok(http_base: str, client: httpx.AsyncClient) -> None:
     assert result.started_at.tzinfo is not None
 
 
-async def test_unexpected_status(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_unexpected_status(http_base: str, client: http.HttpClient) -> None:
     result = await http.check(spec(f"{http_base}/503"), client=client)
     assert (result.outcome, result.reason) == (Outcome.DOWN, "status 503 (expected 200-399)")
 
 
-async def test_expected_status_list(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_expected_status_list(http_base: str, client: http.HttpClient) -> None:
     result = await http.check(spec(f"{http_base}/503", expected_status=["2xx", 503]), client=client)
     assert result.outcome is Outcome.UP
     result = await http.check(spec(f"{http_base}/ok", expected_status=[204, "300-302"]), client=client)
     assert result.reason == "status 200 (expected 204, 300-302)"
 
 
-async def test_keyword_missing(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_keyword_missing(http_base: str, client: http.HttpClient) -> None:
     result = await http.check(spec(f"{http_base}/ok", contains="healthy"), client=client)
     assert (result.outcome, result.reason) == (Outcome.DOWN, "keyword 'healthy' missing")
 
 
-async def test_regex(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_regex(http_base: str, client: http.HttpClient) -> None:
     assert (await http.check(spec(f"{http_base}/ok", regex=r"status:\s+ok"), client=client)).outcome is Outcome.UP
     result = await http.check(spec(f"{http_base}/ok", regex=r"^fine$"), client=client)
     assert result.reason == "no match for regex '^fine$'"
@@ -72,18 +74,18 @@ async def test_regex(http_base: str, client: httpx.AsyncClient) -> None:
         ("$.cache.ok", "$.cache missing"),
     ],
 )
-async def test_json_condition(http_base: str, client: httpx.AsyncClient, condition: str, reason: str | None) -> None:
+async def test_json_condition(http_base: str, client: http.HttpClient, condition: str, reason: str | None) -> None:
     result = await http.check(spec(f"{http_base}/json", json_path=condition), client=client)
     assert result.reason == (reason or "status 200")
     assert result.outcome is (Outcome.DOWN if reason else Outcome.UP)
 
 
-async def test_json_condition_on_text(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_json_condition_on_text(http_base: str, client: http.HttpClient) -> None:
     result = await http.check(spec(f"{http_base}/ok", json_path="$.status"), client=client)
     assert result.reason == "body is not JSON (needed for $.status)"
 
 
-async def test_redirects(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_redirects(http_base: str, client: http.HttpClient) -> None:
     followed = await http.check(spec(f"{http_base}/redirect", contains="ok"), client=client)
     assert (followed.outcome, followed.details["redirects"]) == (Outcome.UP, 1)
     assert followed.details["url"] == f"{http_base}/ok"
@@ -93,7 +95,7 @@ async def test_redirects(http_base: str, client: httpx.AsyncClient) -> None:
     assert (looping.outcome, looping.reason) == (Outcome.DOWN, "too many redirects")
 
 
-async def test_large_body_is_capped(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_large_body_is_capped(http_base: str, client: http.HttpClient) -> None:
     result = await http.check(spec(f"{http_base}/big"), client=client)
     assert (result.outcome, result.reason) == (Outcome.UP, "status 200; response larger than 1 MiB: read first 1 MiB")
     assert result.details["bytes_read"] == 1024 * 1024 < BIG_BODY
@@ -101,7 +103,7 @@ async def test_large_body_is_capped(http_base: str, client: httpx.AsyncClient) -
     assert small.reason == "keyword 'ok' missing (response larger than 64 KiB: read first 64 KiB)"
 
 
-async def test_post_body(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_post_body(http_base: str, client: http.HttpClient) -> None:
     result = await http.check(
         spec(f"{http_base}/echo", method="post", body="hello", contains="got hello"), client=client
     )
@@ -109,13 +111,13 @@ async def test_post_body(http_base: str, client: httpx.AsyncClient) -> None:
     assert result.monitor_id == f"http:POST:{http_base}/echo"
 
 
-async def test_timeout_waiting_for_response(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_timeout_waiting_for_response(http_base: str, client: http.HttpClient) -> None:
     result = await http.check(spec(f"{http_base}/hang", timeout="500ms", interval="1m"), client=client)
     assert (result.outcome, result.reason) == (Outcome.DOWN, "timeout after 500 ms while waiting for the response")
     assert 0.4 < result.latency < 2
 
 
-async def test_slow_is_degraded(http_base: str, client: httpx.AsyncClient) -> None:
+async def test_slow_is_degraded(http_base: str, client: http.HttpClient) -> None:
     result = await http.check(spec(f"{http_base}/slow?s=0.3", max_latency="100ms"), client=client)
     assert result.outcome is Outcome.DEGRADED
     assert result.reason.startswith("slow: 3") and result.reason.endswith(" ms (degraded above 100 ms); status 200")
@@ -125,7 +127,7 @@ async def test_slow_is_degraded(http_base: str, client: httpx.AsyncClient) -> No
     assert fast.outcome is Outcome.UP
 
 
-async def test_connection_refused(client: httpx.AsyncClient) -> None:
+async def test_connection_refused(client: http.HttpClient) -> None:
     result = await http.check(spec(f"http://127.0.0.1:{closed_port()}/"), client=client)
     assert (result.outcome, result.reason) == (Outcome.DOWN, "connection refused")
 
@@ -140,3 +142,139 @@ async def test_https_verification(https_base: str, trust: ssl.SSLContext) -> Non
         assert refused.reason.startswith("invalid certificate: ")
         lax = spec(f"{https_base}/ok", verify_tls=False)
         assert (await http.check(lax, client=system.for_spec(lax))).outcome is Outcome.UP
+
+
+@pytest.fixture
+async def no_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make names under .invalid fail to resolve without asking the system resolver (and refuse any other name)."""
+
+    async def getaddrinfo(host: object, *args: object, **kwargs: object) -> Any:
+        if str(host).endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        raise AssertionError(f"unexpected lookup of {host!r}")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+
+
+async def test_dns_error(no_resolver: None, client: http.HttpClient) -> None:
+    result = await http.check(spec("http://nothing-here.invalid/"), client=client)
+    assert (result.outcome, result.reason) == (
+        Outcome.DOWN,
+        "DNS error: cannot resolve the host (Name or service not known)",
+    )
+
+
+async def test_timeout_reading_the_body(http_base: str, client: http.HttpClient) -> None:
+    result = await http.check(spec(f"{http_base}/stall", timeout="500ms", interval="1m"), client=client)
+    assert (result.outcome, result.reason) == (
+        Outcome.DOWN,
+        "timeout after 500 ms while reading the body (status 200)",
+    )
+
+
+async def test_huge_body_is_not_read(http_base: str, client: http.HttpClient) -> None:
+    result = await http.check(spec(f"{http_base}/huge", max_body="64KiB"), client=client)
+    assert (result.outcome, result.reason) == (Outcome.UP, "status 200; response larger than 64 KiB: read first 64 KiB")
+    assert (result.details["bytes_read"], result.details["truncated"]) == (65536, True)
+    assert result.latency < 2
+
+
+async def test_details(http_base: str, client: http.HttpClient) -> None:
+    result = await http.check(spec(f"{http_base}/ok"), client=client)
+    assert result.details == {
+        "status_code": 200,
+        "url": f"{http_base}/ok",
+        "redirects": 0,
+        "bytes_read": 11,
+        "truncated": False,
+    }
+    with_user = http_base.replace("http://", "http://monitor:secret@")
+    hidden = await http.check(spec(f"{with_user}/headers", json_path='$.authorization != ""'), client=client)
+    assert (hidden.outcome, hidden.details["url"]) == (Outcome.UP, f"{http_base}/headers")
+    basic = '$.authorization == "Basic bW9uaXRvcjpzZWNyZXQ="'  # the URL's credentials win over a header
+    both = spec(f"{with_user}/headers", headers={"Authorization": "Bearer x"}, json_path=basic)
+    assert (await http.check(both, client=client)).reason == "status 200"
+
+
+async def test_charset(http_base: str, client: http.HttpClient) -> None:
+    result = await http.check(spec(f"{http_base}/latin1", contains="café ok"), client=client)
+    assert result.outcome is Outcome.UP
+
+
+async def test_request_headers(http_base: str, client: http.HttpClient) -> None:
+    agent = f"Vigil/{__version__} (uptime monitor)"
+    sent = spec(f"{http_base}/headers", headers={"X-Probe": "1"}, json_path=f'$.user_agent == "{agent}"')
+    assert (await http.check(sent, client=client)).reason == "status 200"
+    probe = spec(f"{http_base}/headers", headers={"X-Probe": "yes"}, json_path='$.x_probe == "yes"')
+    assert (await http.check(probe, client=client)).reason == "status 200"
+    # A body goes out as it is: no Content-Type unless the monitor sets one.
+    untyped = spec(f"{http_base}/headers", method="POST", body="{}", json_path='$.content_type == ""')
+    assert (await http.check(untyped, client=client)).reason == "status 200"
+    typed = spec(
+        f"{http_base}/headers",
+        method="POST",
+        body="{}",
+        headers={"Content-Type": "application/json"},
+        json_path='$.content_type == "application/json"',
+    )
+    assert (await http.check(typed, client=client)).reason == "status 200"
+
+
+async def test_no_cookies_kept(http_base: str, client: http.HttpClient) -> None:
+    assert (await http.check(spec(f"{http_base}/cookie"), client=client)).outcome is Outcome.UP
+    result = await http.check(spec(f"{http_base}/headers", json_path='$.cookie == ""'), client=client)
+    assert (result.outcome, result.reason) == (Outcome.UP, "status 200")
+
+
+async def test_no_connection_reuse(client: http.HttpClient) -> None:
+    with counting_server() as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        for _ in range(3):
+            assert (await http.check(spec(url), client=client)).reason == "status 200"
+    assert server.connections == 3
+
+
+async def test_protocol_errors(http_base: str, line_port: int, client: http.HttpClient) -> None:
+    garbage = await http.check(spec(f"http://127.0.0.1:{line_port}/"), client=client)
+    assert (garbage.outcome, garbage.reason) == (
+        Outcome.DOWN,
+        "protocol error: Bad status line: Expected HTTP/, RTSP/ or ICE/: b'-ERR unknown command'",
+    )
+    dropped = await http.check(spec(f"{http_base}/drop"), client=client)
+    assert dropped.reason == "protocol error: Server disconnected without sending a response."
+    partial = await http.check(spec(f"{http_base}/partial"), client=client)
+    assert partial.reason == (
+        "protocol error: peer closed connection without sending complete message body (received 3 bytes, expected 100)"
+    )
+
+
+async def test_tls_errors(tls_ports: dict[str, int], trust: ssl.SSLContext) -> None:
+    async with HttpClients(trust=trust) as clients:
+
+        async def reason(name: str) -> str:
+            monitor = spec(f"https://localhost:{tls_ports[name]}/")
+            return (await http.check(monitor, client=clients.for_spec(monitor))).reason
+
+        assert await reason("expired") == "invalid certificate: certificate has expired"
+        assert await reason("mismatch") == (
+            "invalid certificate: Hostname mismatch, certificate is not valid for 'localhost'."
+        )
+        plain = await http.check(spec(f"https://127.0.0.1:{closed_port()}/"), client=clients.for_spec(spec("http://x")))
+        assert plain.reason == "connection refused"
+
+
+async def test_proxy_from_environment(monkeypatch: pytest.MonkeyPatch, no_resolver: None, http_base: str) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", http_base)
+    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    client = http.new_http_client()  # reads the environment as it is now
+    try:
+        assert client.proxy_for("http://direct.invalid/") is None
+        assert client.proxy_for("https://secure.invalid/") is None
+        assert client.proxy_for("http://via-proxy.invalid/ok") == http_base
+        result = await http.check(spec("http://via-proxy.invalid/ok", contains="ok"), client=client)
+        assert (result.outcome, result.reason) == (Outcome.UP, "status 200")
+    finally:
+        await client.aclose()

@@ -85,6 +85,20 @@ async def test_run_check_http_with_shared_clients(http_base: str) -> None:
     assert (await run_check(spec)).outcome is Outcome.UP  # without a context: a client for this one check
 
 
+def test_http_clients_need_no_event_loop() -> None:
+    HttpClients()  # what ``vigil serve`` makes before its loop runs: the sessions come later, on first use
+
+
+async def test_http_clients_one_per_verify_setting() -> None:
+    strict = parse_monitor({"type": "http", "url": "https://example.invalid/"})
+    lax = parse_monitor({"type": "http", "url": "https://example.invalid/", "verify_tls": False})
+    async with HttpClients() as clients:
+        first, second = clients.for_spec(strict), clients.for_spec(lax)  # type: ignore[arg-type]
+        assert first is not second
+        assert first is clients.for_spec(strict)  # type: ignore[arg-type]
+    assert first.session.closed and second.session.closed
+
+
 async def test_run_check_heartbeat_state() -> None:
     now = datetime(2024, 5, 1, tzinfo=UTC)
     spec = parse_monitor({"type": "heartbeat", "period": "1h", "grace": "10m"})

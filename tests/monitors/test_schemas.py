@@ -12,6 +12,7 @@ from vigil.monitors.schemas import (
     MonitorSpec,
     PostgresMonitorSpec,
     TcpMonitorSpec,
+    monitor_json_schema,
     parse_monitor,
     split_nameserver,
 )
@@ -180,3 +181,40 @@ def test_json_schema() -> None:
 )
 def test_split_nameserver(text: str, expected: tuple[str, int]) -> None:
     assert split_nameserver(text) == expected
+
+
+@pytest.mark.parametrize("token", ["backup-7f3a9c2e", "A_b-0123", "x" * 64])
+def test_heartbeat_token_accepted(token: str) -> None:
+    spec = parse_monitor({"type": "heartbeat", "token": token})
+    assert isinstance(spec, HeartbeatMonitorSpec) and spec.token == token
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("short", "at least 8 characters"),
+        ("x" * 65, "at most 64 characters"),
+        ("has/slash", "should match pattern"),
+        ("with space", "should match pattern"),
+        ("dot.ted-token", "should match pattern"),
+        ("caf\u00e9-token", "should match pattern"),
+        (12345678, "valid string"),
+    ],
+)
+def test_heartbeat_token_refused(token: object, message: str) -> None:
+    found = errors({"type": "heartbeat", "token": token})
+    assert [(path, message in text) for path, text in found] == [("token", True)], found
+
+
+def test_heartbeat_token_is_optional_and_kept_out_of_reprs() -> None:
+    assert HeartbeatMonitorSpec.model_validate({"type": "heartbeat"}).token is None
+    spec = parse_monitor({"type": "heartbeat", "token": "secret-ping-token"})
+    # Whoever has the token can report the job done: a config logged by repr must not show it.
+    assert "secret-ping-token" not in repr(spec)
+    assert spec.monitor_id == "heartbeat:heartbeat"
+
+
+def test_monitor_json_schema_describes_the_token() -> None:
+    schema = monitor_json_schema()
+    token = schema["$defs"]["HeartbeatMonitorSpec"]["properties"]["token"]
+    assert token["anyOf"][0] == {"maxLength": 64, "minLength": 8, "pattern": "^[A-Za-z0-9_-]+$", "type": "string"}

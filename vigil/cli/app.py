@@ -1,4 +1,5 @@
-"""``vigil`` commands: analyze, impact, what-if, export-mef, validate, schema.
+"""``vigil`` commands: analyze, impact, what-if, export-mef, validate, schema (and the server's: serve, reload,
+heartbeats, db upgrade, from :mod:`vigil.cli.servecmd`).
 
 Exit codes: 0 done; 2 the input is wrong (model errors, unknown ids, bad options), with every problem on
 stderr; 1 something failed that the user could not have prevented (e.g. Graphviz crashed).
@@ -21,13 +22,15 @@ from rich.progress import Progress
 from vigil.analysis.impact import blast_radius
 from vigil.analysis.render import cone, to_dot
 from vigil.analysis.report import analyze_model, what_if
-from vigil.cli import text
+from vigil.cli import servecmd, text
 from vigil.cli.mefcmd import analyze_mef, export_service_mef
 from vigil.cli.payload import impact_payload, report_payload
-from vigil.model.errors import ModelError
+from vigil.model.errors import ModelError, ModelIssue
 from vigil.model.loader import load_model
-from vigil.model.schema import FileSpec
+from vigil.model.schema import file_json_schema
 from vigil.model.types import Model, State
+from vigil.monitors.config import monitors_of
+from vigil.monitors.schemas import monitor_json_schema
 
 __all__ = ["app", "main"]
 
@@ -279,17 +282,39 @@ def export_mef_cmd(
     _emit(export_service_mef(model, service), output)
 
 
+def _fail_with_issues(issues: list[ModelIssue]) -> NoReturn:
+    for issue in ModelError(issues).issues:  # in the loader's order: by file, line, field
+        _err.print(str(issue), markup=False, highlight=False)
+    _fail(f"the model has {len(issues)} {'problem' if len(issues) == 1 else 'problems'}")
+
+
 @app.command()
 def validate(models: ModelArg) -> None:
-    """Check model files: every problem with file, line and field; exit 2 if any."""
-    model = _load(models)
-    _err.print(f"ok: {len(model.components)} components, {len(model.domains)} failure domains", highlight=False)
+    """Check model files and their monitors: every problem with file, line and field; exit 2 if any."""
+    try:
+        model = load_model(models)
+    except ModelError as exc:
+        # The monitors of the entries that did load are checked too: every problem in one run.
+        partial = monitors_of(exc.partial).issues if exc.partial is not None else []
+        _fail_with_issues([*exc.issues, *partial])
+    found = monitors_of(model)
+    if found.issues:
+        _fail_with_issues(found.issues)
+    counts = f"{len(model.components)} components, {len(model.domains)} failure domains"
+    _err.print(f"ok: {counts}, {len(found.monitors)} monitors", highlight=False)
 
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of model files (for editor autocompletion)."""
-    sys.stdout.write(json.dumps(FileSpec.model_json_schema(), indent=2) + "\n")
+    """Print the JSON Schema of model files, monitors included (for editor autocompletion)."""
+    sys.stdout.write(json.dumps(file_json_schema(monitor_json_schema()), indent=2) + "\n")
+
+
+# The server's commands live in servecmd (they pull in the engine and, for `serve`, the web app).
+app.command()(servecmd.serve)
+app.command()(servecmd.reload)
+app.command()(servecmd.heartbeats)
+app.add_typer(servecmd.db_app, name="db")
 
 
 def main() -> None:

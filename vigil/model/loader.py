@@ -15,8 +15,9 @@ import yaml_rs
 from pydantic import TypeAdapter, ValidationError
 
 from vigil.gcpause import gc_paused
-from vigil.model.errors import ModelError, ModelIssue
+from vigil.model.errors import ModelError, ModelIssue, schema_issues
 from vigil.model.schema import (
+    PATTERN_MESSAGES,
     AllSpec,
     AnySpec,
     AtLeastSpec,
@@ -25,7 +26,7 @@ from vigil.model.schema import (
     DomainSpec,
     RefSpec,
 )
-from vigil.model.types import Component, Domain, GroupMode, Model, Requirement
+from vigil.model.types import Component, Domain, GroupMode, Model, MonitorEntry, Requirement
 from vigil.model.validate import Entry, Source, check_references
 from vigil.model.yamlio import YamlSyntaxError, load_yaml
 
@@ -94,9 +95,11 @@ def _load_texts(texts: Sequence[tuple[str, str]], issues: list[ModelIssue] | Non
     for filename, text in texts:
         _collect_file(filename, text, collected)
     collected.issues.extend(check_references(collected.entries, collected.invalid_ids))
+    sources = tuple(name for name, _ in texts)
     if collected.issues:
-        raise ModelError(collected.issues)
-    return _build(collected, tuple(name for name, _ in texts))
+        # The partial model lets `vigil validate` check the monitors of the valid entries in the same run.
+        raise ModelError(collected.issues, partial=lambda: _build(collected, sources))
+    return _build(collected, sources)
 
 
 def _parse(filename: str, text: str, out: _Collected) -> Source | None:
@@ -156,7 +159,7 @@ def _collect_head(source: Source, out: _Collected) -> None:
         try:
             defaults = _DEFAULTS.validate_python(data["defaults"])
         except ValidationError as exc:
-            out.issues.extend(_schema_issues(source, ("defaults",), exc))
+            out.issues.extend(schema_issues(source.lines, ("defaults",), exc, patterns=PATTERN_MESSAGES))
             return
         if out.default_availability is not None and out.default_availability != defaults.availability:
             issue("defaults", "another file already set a different defaults.availability")
@@ -186,31 +189,11 @@ def _collect_section(
         try:
             spec = one.validate_python(item)
         except ValidationError as exc:
-            out.issues.extend(_schema_issues(source, path, exc))
+            out.issues.extend(schema_issues(source.lines, path, exc, patterns=PATTERN_MESSAGES))
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 out.invalid_ids.add(item["id"])
             continue
         out.entries.append(Entry(spec, source, path))
-
-
-def _schema_issues(source: Source, prefix: tuple[str | int, ...], exc: ValidationError) -> list[ModelIssue]:
-    issues = []
-    for error in exc.errors(include_url=False):
-        # Union tags ("<any>") are how the schema picks a branch; they mean nothing to the user.
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("<")))
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif error["type"] == "missing":
-            message = "required field is missing"
-        elif error["type"] == "string_pattern_mismatch":
-            message = (
-                f"{error['input']!r} is not a kind: use a lowercase word such as service, vm, host, storage"
-                if loc and loc[-1] == "kind"
-                else f"{error['input']!r} is not a valid id: use letters, digits and . _ : / @ + - (no spaces)"
-            )
-        issues.append(source.issue((*prefix, *loc), message))
-    return issues
 
 
 def _requirement(spec: str | RefSpec | AllSpec | AnySpec | AtLeastSpec) -> Requirement:
@@ -224,6 +207,11 @@ def _requirement(spec: str | RefSpec | AllSpec | AnySpec | AtLeastSpec) -> Requi
     if isinstance(spec, AnySpec):
         return Requirement(tuple(spec.any), GroupMode.ANY, 1, *flags)
     return Requirement(tuple(spec.of), GroupMode.AT_LEAST, spec.at_least, *flags)
+
+
+def _monitor_entries(entry: Entry, items: list[Any]) -> tuple[MonitorEntry, ...]:
+    lines = entry.source.lines  # not the Source: the model must not keep every file's parsed data alive
+    return tuple(MonitorEntry(item, (*entry.path, "monitors", i), lines) for i, item in enumerate(items))
 
 
 def _build(collected: _Collected, sources: tuple[str, ...]) -> Model:
@@ -256,6 +244,8 @@ def _build(collected: _Collected, sources: tuple[str, ...]) -> Model:
             domains=tuple(spec.domains),
             state=spec.state,
             file=entry.source.file,
+            # A truth test is all that a component without monitors pays.
+            monitors=_monitor_entries(entry, spec.monitors) if spec.monitors else (),
         )
     name = collected.name or (Path(sources[0]).stem if sources else "model")
     return Model(name, components, domains, default, sources)

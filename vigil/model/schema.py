@@ -7,6 +7,7 @@ hiding the problems of the others.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Fiel
 from vigil.model.types import DomainKind, State, Tier
 
 __all__ = [
+    "ID_PATTERN",
+    "KIND_PATTERN",
+    "PATTERN_MESSAGES",
     "AllSpec",
     "AnySpec",
     "AtLeastSpec",
@@ -23,8 +27,17 @@ __all__ = [
     "DomainSpec",
     "FileSpec",
     "RefSpec",
+    "file_json_schema",
     "parse_duration",
 ]
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
+KIND_PATTERN = r"^[a-z][a-z0-9_-]*$"
+# What to say when a value does not match one of these patterns (see vigil.model.errors.schema_issues).
+PATTERN_MESSAGES = {
+    ID_PATTERN: "{input!r} is not a valid id: use letters, digits and . _ : / @ + - (no spaces)",
+    KIND_PATTERN: "{input!r} is not a kind: use a lowercase word such as service, vm, host, storage",
+}
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|y|w|d|h|m|s)")
 _UNIT_SECONDS = {"y": 365 * 86400.0, "w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -97,7 +110,7 @@ Id = Annotated[
     Field(
         min_length=1,
         max_length=200,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$",
+        pattern=ID_PATTERN,
         description="Unique id: letters, digits and . _ : / @ + - (no spaces).",
     ),
 ]
@@ -184,7 +197,7 @@ def _requirement_tag(value: Any) -> str:
 
 
 RequirementSpec = Annotated[
-    Annotated[str, Tag("<ref>"), Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")]
+    Annotated[str, Tag("<ref>"), Field(min_length=1, max_length=200, pattern=ID_PATTERN)]
     | Annotated[RefSpec, Tag("<id>")]
     | Annotated[AllSpec, Tag("<all>")]
     | Annotated[AnySpec, Tag("<any>")]
@@ -196,7 +209,7 @@ RequirementSpec = Annotated[
 class ComponentSpec(_FailureData):
     id: Id
     kind: str = Field(
-        pattern=r"^[a-z][a-z0-9_-]*$",
+        pattern=KIND_PATTERN,
         description="service, vm, host, hypervisor, storage, database, queue, network, power, site, provider, ...",
     )
     name: str | None = Field(default=None, description="Display name (defaults to the id).")
@@ -208,6 +221,9 @@ class ComponentSpec(_FailureData):
     depends_on: list[RequirementSpec] = Field(default_factory=list)
     domains: list[Id] = Field(default_factory=list, description="Failure domains this belongs to.")
     state: State = State.UP
+    # Any item loads: a bad monitor must not fail the model. vigil.monitors.config validates them later, and
+    # `vigil schema` describes the items with the monitor schema (see file_json_schema).
+    monitors: list[Any] = Field(default_factory=list, description="Checks of this component (see docs/monitoring.md).")
 
 
 class DomainSpec(_FailureData):
@@ -235,3 +251,26 @@ class FileSpec(_Spec):
     defaults: DefaultsSpec | None = None
     domains: list[DomainSpec] = Field(default_factory=list)
     components: list[ComponentSpec] = Field(default_factory=list)
+
+
+def file_json_schema(monitor_schema: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the JSON Schema of a model file.
+
+    The model leaves the items of a component's ``monitors`` open, since monitor types live in
+    ``vigil.monitors``, which depends on the model and not the reverse. Pass the monitor schema
+    (``vigil.monitors.schemas.monitor_json_schema()``) to describe them, so that editors complete monitors too;
+    its definitions join the file's under ``$defs`` and the items refer to it as ``MonitorSpec``.
+    """
+    schema = FileSpec.model_json_schema()
+    if monitor_schema is None:
+        return schema
+    monitor = dict(monitor_schema)
+    monitor_defs: dict[str, Any] = dict(monitor.pop("$defs", {}))
+    defs: dict[str, Any] = schema["$defs"]
+    clash = sorted(name for name in [*monitor_defs, "MonitorSpec"] if name in defs)
+    if clash:  # a silent overwrite would describe model entries with a monitor's fields, or the reverse
+        raise ValueError(f"the monitor schema redefines {', '.join(clash)}")
+    defs.update(monitor_defs)
+    defs["MonitorSpec"] = monitor
+    defs["ComponentSpec"]["properties"]["monitors"]["items"] = {"$ref": "#/$defs/MonitorSpec"}
+    return schema

@@ -9,9 +9,12 @@ a quarter of a million of them on every load.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
+from typing import Any
+
+from vigil.model.errors import Lines, ModelIssue, dotted
 
 __all__ = [
     "KNOWN_COMPONENT_KINDS",
@@ -20,6 +23,7 @@ __all__ = [
     "DomainKind",
     "GroupMode",
     "Model",
+    "MonitorEntry",
     "Requirement",
     "State",
     "Tier",
@@ -111,6 +115,35 @@ class Requirement:
 
 
 @dataclass(slots=True)
+class MonitorEntry:
+    """One item of a component's ``monitors:`` list, as written: the model does not validate it.
+
+    Monitor types belong to ``vigil.monitors`` (which imports the model, never the other way round); its
+    ``monitors_of`` validates these entries and reports the bad ones without failing the model. ``path`` and
+    ``lines`` place the entry and its fields in its file, e.g. ``components[3].monitors[1].url`` at line 17.
+    """
+
+    data: Any  # whatever the YAML held: usually a mapping with a 'type', but anything loads
+    path: tuple[str | int, ...]  # ("components", 3, "monitors", 1)
+    lines: Lines = field(repr=False, compare=False)
+
+    @property
+    def file(self) -> str:
+        return self.lines.file
+
+    def line(self, *sub: str | int) -> int:
+        """Return the line of the entry, or of a field in it (``line("url")``); 0 if it cannot be found.
+
+        The first call for a file parses it again to find lines (see ``FileLines``); later calls are cheap.
+        """
+        return self.lines.line((*self.path, *sub))
+
+    def issue(self, sub: tuple[str | int, ...], message: str) -> ModelIssue:
+        path = (*self.path, *sub)
+        return ModelIssue(self.lines.file, self.lines.line(path), dotted(path), message)
+
+
+@dataclass(slots=True)
 class Component:
     id: str
     kind: str
@@ -126,6 +159,7 @@ class Component:
     domains: tuple[str, ...] = ()
     state: State = State.UP
     file: str = ""
+    monitors: tuple[MonitorEntry, ...] = ()  # unvalidated: see vigil.monitors.config.monitors_of
 
 
 @dataclass(slots=True)

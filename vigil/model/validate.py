@@ -11,46 +11,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.model.errors import ModelIssue
+from vigil.model.errors import ModelIssue, dotted
 from vigil.model.schema import AllSpec, AnySpec, AtLeastSpec, ComponentSpec, DomainSpec, RefSpec
-from vigil.model.yamlio import YamlSyntaxError, line_of, load_yaml
+from vigil.model.yamlio import FileLines
 
 __all__ = ["Entry", "Source", "check_references", "dotted"]
 
 
 class Source:
-    """One model file: its text and data. Line numbers are worked out only when a problem needs them."""
+    """One model file: its parsed data, and its lines, worked out only when a problem needs them."""
+
+    __slots__ = ("data", "file", "lines")
 
     def __init__(self, file: str, text: str, data: Any, *, lined: Any = None) -> None:
         self.file = file
-        self.text = text
         self.data = data
-        self._lined = lined
-
-    @property
-    def lined(self) -> Any:
-        """The data with line information (LineDict/LineList), parsed on first use; None if unparseable."""
-        if self._lined is None:
-            try:
-                self._lined, _ = load_yaml(self.text)
-            except YamlSyntaxError:
-                self._lined = False
-        return self._lined or None
+        self.lines = FileLines(file, text, lined)
 
     def line(self, path: tuple[str | int, ...]) -> int:
-        lined = self.lined
-        return line_of(lined, path) if lined is not None else 0
+        return self.lines.line(path)
 
     def issue(self, path: tuple[str | int, ...], message: str) -> ModelIssue:
-        return ModelIssue(self.file, self.line(path), dotted(path), message)
-
-
-def dotted(path: tuple[str | int, ...]) -> str:
-    """Return ``components[3].depends_on[0].any`` for ``("components", 3, "depends_on", 0, "any")``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
+        return ModelIssue(self.file, self.lines.line(path), dotted(path), message)
 
 
 @dataclass(slots=True)

@@ -12,7 +12,9 @@ from typing import Any
 
 import yaml
 
-__all__ = ["LineDict", "LineList", "YamlSyntaxError", "line_of", "load_yaml"]
+from vigil.gcpause import gc_paused
+
+__all__ = ["FileLines", "LineDict", "LineList", "YamlSyntaxError", "line_of", "load_yaml"]
 
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -114,3 +116,37 @@ def line_of(data: Any, path: tuple[str | int, ...]) -> int:
         else:
             break
     return line
+
+
+class FileLines:
+    """The lines of one file's values, worked out by the line-aware parse on first use only.
+
+    The fast parser that loads a model knows no lines; parsing again with PyYAML costs ~15x more, so it runs
+    when there is a problem to point at. Components keep this (not the parsed data) to place their monitors
+    later, which costs a model without problems nothing but one object per file.
+    """
+
+    __slots__ = ("_lined", "_text", "file")
+
+    def __init__(self, file: str, text: str, lined: Any = None) -> None:
+        self.file = file
+        self._text = text
+        self._lined = lined
+
+    @property
+    def lined(self) -> Any:
+        """The data with line information (LineDict/LineList); None if the text is not YAML to PyYAML."""
+        if self._lined is None:
+            try:
+                # Outside the loader too (monitors_of), the GC would walk the new tree over and over for nothing.
+                with gc_paused():
+                    self._lined, _ = load_yaml(self._text)
+            except YamlSyntaxError:
+                self._lined = False
+            self._text = ""  # parsed once: the text is not needed any more
+        return self._lined or None
+
+    def line(self, path: tuple[str | int, ...]) -> int:
+        """Return the 1-based line of the deepest node along ``path`` that can be located (0 if none)."""
+        lined = self.lined
+        return line_of(lined, path) if lined is not None else 0

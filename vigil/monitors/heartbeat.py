@@ -45,8 +45,8 @@ def heartbeat_status(
     - the latest signal is a failure: down until the next success;
     - the latest signal is a start: up while the run is younger than ``grace``, down after (a run that never
       ends is as bad as one that never starts), and still down while running again after a failure;
-    - otherwise up until ``period`` after the last ping, up but late within ``grace`` more (grace exists so that
-      jitter does not page anyone), then down.
+    - otherwise up until ``period`` after the last ping, degraded (late) within ``grace`` more (grace exists so
+      that jitter does not page anyone), then down.
     Nothing received at all is down: pass the monitor's creation time as ``last_ping`` to give a new monitor
     its first period. Raises ValueError for naive datetimes, which cannot be compared with UTC safely.
     """
@@ -65,8 +65,9 @@ def heartbeat_status(
     if late <= 0:
         return HeartbeatStatus(Outcome.UP, f"last ping {_ago(now, last_ping)} ({every})")
     if late <= grace:
+        # Degraded, not up: people see the job is late before it is called down (healthchecks' "late").
         text = f"late by {seconds_text(late)}, within the {seconds_text(grace)} grace; last ping {_ago(now, last_ping)}"
-        return HeartbeatStatus(Outcome.UP, text)
+        return HeartbeatStatus(Outcome.DEGRADED, text)
     return HeartbeatStatus(Outcome.DOWN, f"no ping since {_ago(now, last_ping)} ({every}, grace {seconds_text(grace)})")
 
 

@@ -84,6 +84,8 @@ class Component(Base):
     state_since: Mapped[datetime | None]
     # The upstream component whose failure put this one down, None when its own monitors did.
     state_cause: Mapped[str | None] = mapped_column(ForeignKey("components.id", ondelete="SET NULL"))
+    # Set when the component left the config: kept with its history, hidden from current views.
+    retired_at: Mapped[datetime | None]
 
     monitors: Mapped[list[Monitor]] = relationship(back_populates="component", passive_deletes=True)
 
@@ -97,7 +99,8 @@ class Monitor(Base):
     component_id: Mapped[str] = mapped_column(ForeignKey("components.id", ondelete="CASCADE"), index=True)
     type: Mapped[str] = mapped_column(String(32))
     config: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"), default=dict)
-    enabled: Mapped[bool] = mapped_column(default=True)
+    enabled: Mapped[bool] = mapped_column(default=True)  # False once it left the config (history kept)
+    created_at: Mapped[datetime | None]  # a heartbeat's first period counts from here
     outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome))  # None until the first result
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     consecutive_successes: Mapped[int] = mapped_column(default=0)

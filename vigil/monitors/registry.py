@@ -10,7 +10,6 @@ from types import TracebackType
 from typing import Any
 
 import dns.asyncresolver
-import httpx
 
 from vigil.monitors import command, heartbeat, http, postgres, redis, tcp, tls
 from vigil.monitors import dns as dns_check
@@ -35,15 +34,16 @@ __all__ = ["CHECKS", "CheckContext", "CheckFunction", "HttpClients", "run_check"
 class HttpClients:
     """The shared HTTP clients, one per ``verify_tls`` setting, created on first use; close with ``aclose``.
 
-    ``trust`` replaces the system trust store for verified requests (a private CA).
+    ``trust`` replaces the system trust store for verified requests (a private CA). Making an ``HttpClients``
+    needs no event loop; the clients themselves are made inside the running loop, on first use.
     """
 
     def __init__(self, *, trust: ssl.SSLContext | None = None) -> None:
         self._trust = trust
-        self._clients: dict[bool, httpx.AsyncClient] = {}
+        self._clients: dict[bool, http.HttpClient] = {}
 
-    def for_spec(self, spec: HttpMonitorSpec) -> httpx.AsyncClient:
-        """Return the client for the monitor's ``verify_tls`` setting."""
+    def for_spec(self, spec: HttpMonitorSpec) -> http.HttpClient:
+        """Return the client for the monitor's ``verify_tls`` setting; call it inside the running event loop."""
         client = self._clients.get(spec.verify_tls)
         if client is None:
             verify: bool | ssl.SSLContext = (self._trust or True) if spec.verify_tls else False

@@ -29,11 +29,15 @@ from pydantic import (
     model_validator,
 )
 
-from vigil.model.schema import parse_duration
+from vigil.model.schema import ID_PATTERN, parse_duration
+from vigil.model.schema import PATTERN_MESSAGES as MODEL_PATTERN_MESSAGES
 from vigil.monitors.jsonpath import parse_json_condition
 
 __all__ = [
+    "HOST_PATTERN",
     "MONITOR_TYPES",
+    "PATTERN_MESSAGES",
+    "TOKEN_PATTERN",
     "CommandMonitorSpec",
     "DegradedIf",
     "DnsMonitorSpec",
@@ -45,12 +49,23 @@ __all__ = [
     "TcpMonitorSpec",
     "TlsMonitorSpec",
     "format_status_ranges",
+    "monitor_json_schema",
     "parse_monitor",
     "split_nameserver",
     "without_userinfo",
 ]
 
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"  # the same alphabet as component ids
+HOST_PATTERN = r"^[^\s/]+$"
+_DNS_NAME_PATTERN = r"^[^\s]+$"
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]+$"  # URL-safe as it is, since it goes into the ping URL
+# Messages for values that miss a pattern (vigil.model.errors.schema_issues); ids read as in the model, and the
+# token is not echoed, since it is a secret.
+PATTERN_MESSAGES = {
+    **MODEL_PATTERN_MESSAGES,
+    HOST_PATTERN: "{input!r} is not a host name or IP address (no spaces, no slashes, no scheme)",
+    _DNS_NAME_PATTERN: "{input!r} is not a DNS name (no spaces)",
+    TOKEN_PATTERN: "a token uses only letters, digits, '_' and '-'",
+}
 
 
 def _at_least_a_second(seconds: float) -> float:
@@ -65,7 +80,7 @@ Duration = Annotated[
     Field(description="A duration with units: '30s', '1m', '1h30m'.", json_schema_extra={"type": "string"}),
 ]
 Port = Annotated[int, Field(ge=1, le=65535)]
-Host = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\s/]+$", description="Host name or IP.")]
+Host = Annotated[str, Field(min_length=1, max_length=253, pattern=HOST_PATTERN, description="Host name or IP.")]
 
 
 def _status_ranges(value: object) -> list[tuple[int, int]]:
@@ -187,7 +202,7 @@ class DegradedIf(_Spec):
 
 class _MonitorSpec(_Spec):
     id: str | None = Field(
-        default=None, max_length=200, pattern=_ID_PATTERN, description="Unique per component; default <type>:<target>."
+        default=None, max_length=200, pattern=ID_PATTERN, description="Unique per component; default <type>:<target>."
     )
     # Defaults are written as in YAML (and validated) so that the JSON Schema shows '60s', not 60.0; validating
     # the timeout's default also checks a short interval against it.
@@ -294,7 +309,7 @@ class TlsMonitorSpec(_MonitorSpec):
 
 class DnsMonitorSpec(_MonitorSpec):
     type: Literal["dns"]
-    name: str = Field(min_length=1, max_length=253, pattern=r"^[^\s]+$", description="The name to resolve.")
+    name: str = Field(min_length=1, max_length=253, pattern=_DNS_NAME_PATTERN, description="The name to resolve.")
     record_type: Literal["A", "AAAA", "CNAME", "MX", "TXT"] = "A"
     expected: list[str] = Field(default_factory=list, description="Values that must all be in the answer.")
     nameserver: Nameserver | None = Field(default=None, description="'ip' or 'ip:port'; default: the system's.")
@@ -327,6 +342,16 @@ class HeartbeatMonitorSpec(_MonitorSpec):
     grace: Duration = Field(default="1h", validate_default=True, description="Lateness tolerated before down.")
     # The grace period already absorbs jitter, so one late evaluation is enough to call it down.
     failures_before_down: int = Field(default=1, ge=1, le=100)
+    # Whoever knows the token can report the job as done, so it stays out of reprs (logs); it is a plain str
+    # because it is also the public part of a URL written into crontabs.
+    token: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=64,
+        pattern=TOKEN_PATTERN,
+        repr=False,
+        description="Fixes the ping URL /ping/<token> (letters, digits, _ and -; 8 to 64). Default: generated.",
+    )
 
     @property
     def target(self) -> str:
@@ -437,6 +462,11 @@ MonitorSpec = Annotated[
     ),
 ]
 _ADAPTER: TypeAdapter[MonitorSpec] = TypeAdapter(MonitorSpec)
+
+
+def monitor_json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of one monitor (the union of every type), for ``vigil schema``."""
+    return _ADAPTER.json_schema()
 
 
 def parse_monitor(data: object) -> MonitorSpec:

@@ -14,10 +14,26 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from types import TracebackType
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Engine, Result, delete, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Engine,
+    Result,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    case,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -37,11 +53,13 @@ from vigil.monitors.models import (
 )
 
 __all__ = [
+    "PingInput",
     "ResultLike",
     "ResultWriter",
     "purge_results",
     "recent_results",
     "record_ping",
+    "record_pings",
     "record_results",
     "record_state_change",
     "result_row",
@@ -212,29 +230,101 @@ def state_changes_since(*, session: Session, after_id: int = 0, limit: int = 100
     return list(session.scalars(query))
 
 
+class PingInput(NamedTuple):
+    """One heartbeat ping to record: the monitor's token, what it reports, when it arrived, and its body."""
+
+    token: str
+    kind: PingKind
+    at: datetime
+    body: str | None = None
+
+
+# The monitor column each kind of ping moves forward.
+_PING_COLUMNS = {PingKind.SUCCESS: "last_ping_at", PingKind.START: "last_start_at", PingKind.FAIL: "last_fail_at"}
+
+
 def record_ping(
     *, session: Session, token: str, kind: PingKind, at: datetime, body: str | None = None
 ) -> Monitor | None:
     """Record a heartbeat ping for the monitor whose token is ``token``; return it, or None for an unknown token.
 
-    A ping older than the one already recorded (a retried request arriving late) does not move time backwards.
-    ``body`` is kept shortened to :data:`PING_BODY_LIMIT` characters. Raises ValueError for a naive ``at``.
+    The same as :func:`record_pings` for one ping; the monitor returned is loaded after the update.
     """
-    if at.utcoffset() is None:
-        raise ValueError("ping time must be timezone-aware (UTC)")
-    if not token:
+    (monitor_id,) = record_pings(session=session, pings=[PingInput(token, kind, at, body)])
+    if monitor_id is None:
         return None
-    monitor = session.scalars(select(Monitor).where(Monitor.heartbeat_token == token)).one_or_none()
-    if monitor is None:
-        return None
-    attribute = {PingKind.SUCCESS: "last_ping_at", PingKind.START: "last_start_at", PingKind.FAIL: "last_fail_at"}
-    name = attribute[PingKind(kind)]
-    previous: datetime | None = getattr(monitor, name)
-    setattr(monitor, name, at if previous is None else max(previous, at))
-    if body is not None:
-        monitor.last_ping_body = body[:PING_BODY_LIMIT]
-    session.flush()
+    monitor = session.get(Monitor, monitor_id)
+    if monitor is not None:
+        session.refresh(monitor)
     return monitor
+
+
+def record_pings(*, session: Session, pings: Sequence[PingInput]) -> list[str | None]:
+    """Record heartbeat pings and return, for each, the id of its monitor, or None for an unknown token.
+
+    Only enabled monitors take pings (one that left the config answers like an unknown token). Built for group
+    commit: one SELECT for all the tokens and one executemany UPDATE per combination of columns touched, however
+    many pings. A ping older than the one already recorded (a retried request arriving late) does not move time
+    backwards, compared in SQL so that a concurrent writer cannot be overwritten with an older time. ``body``,
+    when not None, replaces the monitor's last body, shortened to :data:`PING_BODY_LIMIT` characters (NUL, which
+    PostgreSQL refuses in text, becomes U+FFFD); the last body given wins. Raises ValueError for a naive ``at``.
+    """
+    for ping in pings:
+        if ping.at.utcoffset() is None:
+            raise ValueError("ping time must be timezone-aware (UTC)")
+    tokens = sorted({ping.token for ping in pings if ping.token})
+    if not tokens:
+        return [None] * len(pings)
+    # Core statements built once, on the session's connection: the ORM's per-statement work was most of the
+    # time of a batch (measured: 4.4 of 5.3 ms for 32 pings on SQLite).
+    connection = session.connection()
+    owners = {token: monitor_id for token, monitor_id in connection.execute(_owners_query(), {"tokens": tokens})}
+    changes: dict[str, dict[str, Any]] = {}
+    for ping in pings:
+        monitor_id = owners.get(ping.token)
+        if monitor_id is None:
+            continue
+        change = changes.setdefault(monitor_id, {})
+        column = _PING_COLUMNS[PingKind(ping.kind)]
+        change[column] = max(change.get(column, ping.at), ping.at)
+        if ping.body is not None:
+            change["last_ping_body"] = ping.body[:PING_BODY_LIMIT].replace("\x00", "\ufffd")
+    # An executemany needs the same columns in every row, so monitors are grouped by the columns they change:
+    # in practice one or two groups per batch. Sorted, so that concurrent writers lock rows in the same order.
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for monitor_id, change in sorted(changes.items()):
+        columns = tuple(sorted(change))
+        groups.setdefault(columns, []).append({"monitor_key": monitor_id, **{f"new_{c}": change[c] for c in columns}})
+    for columns, rows in groups.items():
+        connection.execute(_ping_update(columns), rows)
+    return [owners.get(ping.token) for ping in pings]
+
+
+@cache
+def _owners_query() -> Select[str, str]:
+    table = _monitors()
+    return select(table.c.heartbeat_token, table.c.id).where(
+        table.c.heartbeat_token.in_(bindparam("tokens", expanding=True)), table.c.enabled.is_(True)
+    )
+
+
+@cache
+def _ping_update(columns: tuple[str, ...]) -> Update:
+    table = _monitors()
+    values: dict[str, Any] = {}
+    for name in columns:
+        new = bindparam(f"new_{name}", type_=table.c[name].type)
+        values[name] = new if name == "last_ping_body" else _later(table.c[name], new)
+    return update(table).where(table.c.id == bindparam("monitor_key")).values(values)
+
+
+def _monitors() -> Table:
+    return cast("Table", Monitor.__table__)
+
+
+def _later(column: ColumnElement[Any], new: ColumnElement[Any]) -> ColumnElement[Any]:
+    # The later of the stored time and the new one; NULL (never pinged) loses.
+    return case((column.is_(None), new), (column < new, new), else_=column)
 
 
 def _first_line(exc: Exception) -> str:

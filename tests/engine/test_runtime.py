@@ -1,0 +1,220 @@
+"""The runtime end to end: a real config file, real checks (local commands, a local HTTP server), a real database.
+
+Intervals are the minimum (1 s) and the startup spread zero, so each test sees a few rounds in seconds. Waits are
+bounded polls, never fixed sleeps that assume a speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.dbfixtures import FlakyDatabase, count_rows
+from tests.monitors import servers
+from vigil.config import Settings
+from vigil.db import Base, session_scope, upgrade
+from vigil.engine.runtime import Runtime
+from vigil.monitors.models import Component, ComponentState, Monitor, PingKind, StateChange
+
+pytest_plugins = ["tests.dbfixtures"]
+pytestmark = pytest.mark.anyio
+
+S = ComponentState
+
+
+@pytest.fixture(scope="module")
+def http_base() -> Iterator[str]:
+    with servers.http_server() as base:
+        yield base
+
+
+def settings_for(url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        environment="development",
+        database_url=url,
+        startup_spread=0.0,
+        write_flush_interval=0.1,
+        pid_file=str(tmp_path / "vigil.pid"),
+    )
+
+
+def config_text(flag: Path, http_base: str, *, extra: str = "") -> str:
+    # hv's check passes while the flag file exists: deleting it is pulling the hypervisor's plug.
+    check = f"import os, sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 1)"
+    return f"""
+components:
+  - id: hv
+    kind: hypervisor
+    monitors:
+      - {{id: power, type: command, command: [{sys.executable!r}, "-c", {check!r}], interval: 1s, timeout: 900ms,
+          failures_before_down: 1}}
+  - {{id: vm1, kind: vm, runs_on: hv}}
+  - id: vm2
+    kind: vm
+    runs_on: hv
+    monitors:
+      - {{id: web, type: http, url: "{http_base}/ok", interval: 1s, timeout: 900ms, failures_before_down: 1}}
+  - id: backup
+    kind: service
+    monitors:
+      - {{id: cron, type: heartbeat, token: backup-token-1, period: 1h, grace: 1h, interval: 1s, timeout: 900ms}}
+{extra}"""
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def setup(tmp_path: Path, http_base: str) -> AsyncIterator[tuple[Runtime, Path, Path]]:
+    flag = tmp_path / "hv-powered"
+    flag.touch()
+    config = tmp_path / "vigil.yaml"
+    config.write_text(config_text(flag, http_base), encoding="utf-8")
+    runtime = Runtime(settings=settings_for(f"sqlite:///{tmp_path / 'vigil.db'}", tmp_path), paths=[config])
+    await runtime.start()
+    yield runtime, config, flag
+    await runtime.stop()
+
+
+async def test_states_follow_checks_and_the_model(setup: tuple[Runtime, Path, Path]) -> None:
+    runtime, _, flag = setup
+    events = runtime.events.subscribe()
+    await until(lambda: runtime.verdicts.get("hv", None) is not None and runtime.verdicts["hv"].state is S.UP)
+    await until(lambda: runtime.verdicts["vm2"].state is S.UP)
+    assert runtime.verdicts["vm1"].state is S.UNKNOWN  # nobody watches it, nothing failed
+    flag.unlink()
+    await until(lambda: runtime.verdicts["hv"].state is S.DOWN)
+    assert runtime.verdicts["vm1"].state is S.DOWN
+    assert runtime.verdicts["vm1"].cause == "hv"
+    assert runtime.verdicts["vm2"].state is S.UP  # its own monitor still answers: observation wins
+    seen = [(e.component_id, e.monitor_id, e.to_state) for e in events.pending()]
+    assert ("hv", "hv/power", S.DOWN) in seen
+    assert ("hv", None, S.DOWN) in seen
+    assert ("vm1", None, S.DOWN) in seen
+    flag.touch()
+    await until(lambda: runtime.verdicts["hv"].state is S.UP)
+    await until(lambda: runtime.verdicts["vm1"].state is S.UNKNOWN)
+    # The outbox has it all, in order, once the writer has run.
+    await runtime.states.flush()
+    with session_scope(runtime.database) as session:
+        changes = session.scalars(select(StateChange).where(StateChange.component_id == "vm1")).all()
+        assert [(c.to_state, c.cause) for c in changes][-2:] == [(S.DOWN, "hv"), (S.UNKNOWN, None)]
+        assert session.get(Component, "hv").state is S.UP  # type: ignore[union-attr]
+    await runtime.results.flush()
+    assert count_rows(runtime.database, "check_results") >= 6
+
+
+async def test_a_failure_ping_is_evaluated_at_once(setup: tuple[Runtime, Path, Path]) -> None:
+    runtime, _, _ = setup
+    await until(lambda: runtime.verdicts["backup"].state is S.UP)
+    ping = await runtime.pings.record(
+        token="backup-token-1", kind=PingKind.FAIL, at=datetime.now(UTC), body="disk full"
+    )
+    assert ping is not None
+    await until(lambda: runtime.verdicts["backup"].state is S.DOWN, timeout=3)
+    assert "failure" in runtime.verdicts["backup"].reason
+    assert (
+        await runtime.pings.record(token="no-such-token", kind=PingKind.SUCCESS, at=datetime.now(UTC), body=None)
+        is None
+    )
+
+
+async def test_reload_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one(
+    setup: tuple[Runtime, Path, Path], http_base: str
+) -> None:
+    runtime, config, flag = setup
+    await until(lambda: runtime.verdicts["hv"].state is S.UP)
+    tracker = runtime._trackers["hv/power"]
+    extra = f"""  - id: api
+    kind: service
+    monitors:
+      - {{id: ok, type: http, url: "{http_base}/ok", interval: 1s, timeout: 900ms}}
+      - {{id: broken, type: http, url: "not a url", interval: 1s, timeout: 900ms}}
+"""
+    config.write_text(config_text(flag, http_base, extra=extra), encoding="utf-8")
+    assert await runtime.reload()
+    assert runtime._trackers["hv/power"] is tracker  # unchanged monitor: same counters, same state
+    assert "api/ok" in runtime.monitors
+    assert [issue.path for issue in runtime.issues] == ["components[4].monitors[1].url"]
+    await until(lambda: runtime.verdicts["api"].state is S.UP)
+
+    config.write_text("components:\n  - {id: hv, kind: nonsense kind}\n", encoding="utf-8")
+    assert not await runtime.reload()
+    assert runtime.last_reload_error is not None and "kind" in runtime.last_reload_error
+    assert "api/ok" in runtime.monitors  # the running config stays
+    assert runtime.health()["last_reload_error"] == runtime.last_reload_error
+
+    config.write_text(config_text(flag, http_base), encoding="utf-8")  # api leaves the config
+    assert await runtime.reload()
+    assert "api/ok" not in runtime.monitors
+    with session_scope(runtime.database) as session:
+        monitor = session.get(Monitor, "api/ok")
+        assert monitor is not None and not monitor.enabled  # kept with its history, disabled
+        component = session.get(Component, "api")
+        assert component is not None and component.retired_at is not None
+
+
+async def test_restart_restores_states_and_keeps_generated_tokens(tmp_path: Path, http_base: str) -> None:
+    flag = tmp_path / "flag"
+    flag.touch()
+    config = tmp_path / "vigil.yaml"
+    text = config_text(flag, http_base) + "      - {id: nightly, type: heartbeat, period: 1d}\n"
+    config.write_text(text, encoding="utf-8")
+    settings = settings_for(f"sqlite:///{tmp_path / 'vigil.db'}", tmp_path)
+    first = Runtime(settings=settings, paths=[config])
+    await first.start()
+    await until(lambda: first.verdicts.get("hv") is not None and first.verdicts["hv"].state is S.UP)
+    token = first.sync_report.tokens["backup/nightly"]
+    await first.stop()
+    second = Runtime(settings=settings, paths=[config])
+    events = second.events.subscribe()
+    await second.start()
+    try:
+        assert second.sync_report.tokens["backup/nightly"] == token  # the ping URL survives a restart
+        assert second.verdicts["hv"].state is S.UP  # restored before any check ran
+        await asyncio.sleep(1.5)
+        assert not [e for e in events.pending() if e.component_id == "hv"]  # no storm of "changes"
+    finally:
+        await second.stop()
+
+
+async def test_the_runtime_survives_a_database_outage(flaky_db: FlakyDatabase, tmp_path: Path, http_base: str) -> None:
+    Base.metadata.drop_all(flaky_db.direct)
+    upgrade(flaky_db.direct)
+    flag = tmp_path / "flag"
+    flag.touch()
+    config = tmp_path / "vigil.yaml"
+    config.write_text(config_text(flag, http_base), encoding="utf-8")
+    runtime = Runtime(settings=settings_for("sqlite://", tmp_path), paths=[config], database=flaky_db.engine)
+    await runtime.start()
+    try:
+        await until(lambda: runtime.verdicts.get("hv") is not None and runtime.verdicts["hv"].state is S.UP)
+        flaky_db.down()
+        flag.unlink()  # hv fails while the database is away
+        await until(lambda: runtime.verdicts["hv"].state is S.DOWN)
+        await until(lambda: runtime.results.unavailable or runtime.states.unavailable)
+        assert runtime.health()["database"] == "unavailable"
+        assert runtime.scheduler.stats.finished > 0
+        flaky_db.up()
+        await until(lambda: not runtime.states.unavailable and runtime.states.pending == 0, timeout=20)
+        await runtime.results.flush()
+        assert runtime.results.pending == 0
+    finally:
+        await runtime.stop()
+    with session_scope(flaky_db.direct) as session:
+        downs = session.scalars(
+            select(StateChange).where(StateChange.component_id == "hv", StateChange.to_state == S.DOWN)
+        ).all()
+        assert len(downs) == 1  # the change made during the outage reached the outbox afterwards
+    assert count_rows(flaky_db.direct, "check_results") > 0

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from vigil.engine.scheduler import Job, Scheduler, phase_fraction
+from vigil.monitors.result import CheckResult, Outcome
+
+pytestmark = pytest.mark.anyio
+
+
+def ok(key: str) -> CheckResult:
+    return CheckResult(key, datetime.now(UTC), 0.001, Outcome.UP, "ok")
+
+
+class Recorder:
+    """Collects what the scheduler hands back, with the monotonic time of each result."""
+
+    def __init__(self) -> None:
+        self.results: list[tuple[str, CheckResult, float, float]] = []
+
+    def __call__(self, job: Job[str], result: CheckResult, lateness: float) -> None:
+        self.results.append((job.key, result, lateness, time.monotonic()))
+
+    def of(self, key: str) -> list[CheckResult]:
+        return [r for k, r, _, _ in self.results if k == key]
+
+
+async def run_for(scheduler: Scheduler[str], seconds: float) -> None:
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(seconds)
+    scheduler.stop()
+    await asyncio.wait_for(task, timeout=10)
+
+
+async def test_every_job_runs_once_within_the_startup_spread_then_at_its_interval() -> None:
+    recorder = Recorder()
+
+    async def runner(job: Job[str]) -> CheckResult:
+        return ok(job.key)
+
+    scheduler: Scheduler[str] = Scheduler(runner=runner, on_result=recorder, startup_spread=0.2)
+    scheduler.set_jobs({f"m{i}": Job(f"m{i}", 0.5, 0.1, "") for i in range(50)})
+    start = time.monotonic()
+    await run_for(scheduler, 1.3)
+    first = {}
+    for key, _, _, at in recorder.results:
+        first.setdefault(key, at - start)
+    assert len(first) == 50
+    assert max(first.values()) < 0.35  # all within the startup spread (plus scheduling slack)
+    counts = [len(recorder.of(f"m{i}")) for i in range(50)]
+    # 1.3 s at 0.5 s: the first run plus two or three on the grid; never a burst of catch-up runs.
+    assert min(counts) >= 2
+    assert max(counts) <= 4
+
+
+async def test_phases_spread_runs_over_the_interval() -> None:
+    fractions = sorted(phase_fraction(f"web-{i}/http:http://x/{i}") for i in range(1000))
+    # Ten equal slices of the interval each get about a tenth of the monitors: no herd at :00.
+    buckets = [sum(1 for f in fractions if k / 10 <= f < (k + 1) / 10) for k in range(10)]
+    assert min(buckets) > 60
+    assert max(buckets) < 140
+    assert phase_fraction("a") == phase_fraction("a")  # stable across runs and restarts
+
+
+async def test_a_check_that_raises_hangs_or_returns_garbage_becomes_a_down_result() -> None:
+    recorder = Recorder()
+
+    async def runner(job: Job[str]) -> CheckResult:
+        if job.key == "raises":
+            raise RuntimeError("boom")
+        if job.key == "hangs":
+            await asyncio.sleep(3600)
+        if job.key == "garbage":
+            return "not a result"  # type: ignore[return-value]
+        return ok(job.key)
+
+    scheduler: Scheduler[str] = Scheduler(runner=runner, on_result=recorder, startup_spread=0.0)
+    import vigil.engine.scheduler as module
+
+    margin = module.HANG_MARGIN
+    module.HANG_MARGIN = 0.2
+    try:
+        jobs = {k: Job(k, 0.4, 0.05, "") for k in ("raises", "hangs", "garbage", "fine")}
+        scheduler.set_jobs(jobs)
+        await run_for(scheduler, 1.0)
+    finally:
+        module.HANG_MARGIN = margin
+    assert recorder.of("raises")[0].outcome is Outcome.DOWN
+    assert "RuntimeError: boom" in recorder.of("raises")[0].reason
+    assert recorder.of("hangs")[0].outcome is Outcome.DOWN
+    assert "hung" in recorder.of("hangs")[0].reason
+    assert "not a result" in recorder.of("garbage")[0].reason
+    assert all(r.outcome is Outcome.UP for r in recorder.of("fine"))
+    assert len(recorder.of("fine")) >= 2  # the others did not stop the loop
+    assert scheduler.stats.crashed >= 3
+
+
+async def test_concurrency_is_capped() -> None:
+    running = 0
+    peak = 0
+
+    async def runner(job: Job[str]) -> CheckResult:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        return ok(job.key)
+
+    recorder = Recorder()
+    scheduler: Scheduler[str] = Scheduler(runner=runner, on_result=recorder, max_concurrency=3, startup_spread=0.0)
+    scheduler.set_jobs({f"m{i}": Job(f"m{i}", 5.0, 1.0, "") for i in range(12)})
+    await run_for(scheduler, 0.5)
+    assert peak == 3
+    assert len(recorder.results) == 12
+    # The wait for a free slot counts as lateness: the last of 12 checks 50 ms each, 3 at a time, waited.
+    assert max(lateness for _, _, lateness, _ in recorder.results) >= 0.1
+
+
+async def test_a_run_still_going_skips_its_next_slot() -> None:
+    async def runner(job: Job[str]) -> CheckResult:
+        await asyncio.sleep(0.35)
+        return ok(job.key)
+
+    recorder = Recorder()
+    scheduler: Scheduler[str] = Scheduler(runner=runner, on_result=recorder, startup_spread=0.0)
+    scheduler.set_jobs({"slow": Job("slow", 0.1, 1.0, "")})
+    await run_for(scheduler, 0.8)
+    assert scheduler.stats.skipped >= 2
+    assert 1 <= len(recorder.results) <= 3  # never two runs of one monitor at once
+
+
+async def test_run_now_and_set_jobs() -> None:
+    recorder = Recorder()
+
+    async def runner(job: Job[str]) -> CheckResult:
+        return ok(job.key)
+
+    scheduler: Scheduler[str] = Scheduler(runner=runner, on_result=recorder, startup_spread=0.0)
+    scheduler.set_jobs({"a": Job("a", 60.0, 1.0, "v1")})
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.05)
+    due_before = scheduler.next_due("a")
+    assert scheduler.run_now("a")
+    assert not scheduler.run_now("missing")
+    await asyncio.sleep(0.05)
+    assert len(recorder.of("a")) >= 1
+    assert scheduler.next_due("a") == due_before  # an extra run leaves the regular schedule alone
+    scheduler.set_jobs({"a": Job("a", 60.0, 1.0, "v1"), "b": Job("b", 60.0, 1.0, "")})
+    assert scheduler.next_due("a") == due_before  # unchanged job keeps its phase
+    scheduler.set_jobs({"b": Job("b", 60.0, 1.0, "")})
+    assert scheduler.next_due("a") is None
+    assert set(scheduler.jobs) == {"b"}
+    scheduler.stop()
+    await asyncio.wait_for(task, timeout=5)
+
+
+async def test_a_failing_result_handler_does_not_stop_the_loop() -> None:
+    calls = 0
+
+    def on_result(job: Job[str], result: CheckResult, lateness: float) -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("handler bug")
+
+    async def runner(job: Job[str]) -> CheckResult:
+        return ok(job.key)
+
+    scheduler: Scheduler[str] = Scheduler(runner=runner, on_result=on_result, startup_spread=0.0)
+    scheduler.set_jobs({"a": Job("a", 0.1, 0.05, "")})
+    await run_for(scheduler, 0.45)
+    assert calls >= 3

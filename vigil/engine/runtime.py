@@ -1,0 +1,357 @@
+"""The server's engine room: config, scheduler, states, writers and heartbeat ingestion, started and stopped as one.
+
+One :class:`Runtime` per process. It owns the event loop's view of the world (monitor trackers, component
+verdicts, heartbeat times) and everything that writes to the database; the web app reads the database and the
+metrics this keeps. The path of one result: scheduler → :meth:`Runtime._on_result` → result writer (batched,
+to ``check_results``) and the monitor's tracker → on a change, a recomputation of component states through the
+model (coalesced over a few tens of milliseconds) → state events to the bus and the ``state_changes`` outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from vigil.config import Settings
+from vigil.db import make_engine, session_scope, upgrade
+from vigil.engine.events import EventBus, StateEvent
+from vigil.engine.metrics import CheckCounts, EngineCollector, EngineView
+from vigil.engine.scheduler import Job, Scheduler
+from vigil.engine.states import ComponentVerdict, MonitorTracker, component_states, own_state
+from vigil.engine.statewriter import CauseUpdate, StateWriter
+from vigil.engine.sync import Snapshot, SyncReport, load_snapshot, sync_config
+from vigil.model.errors import ModelError, ModelIssue
+from vigil.model.loader import load_model
+from vigil.model.types import Model
+from vigil.monitors.config import MonitorConfig, MonitorSet, monitors_of
+from vigil.monitors.heartbeat import HeartbeatState
+from vigil.monitors.models import ComponentState, PingKind
+from vigil.monitors.pings import Ping, PingCommitter
+from vigil.monitors.registry import CheckContext, HttpClients, run_check
+from vigil.monitors.result import CheckResult
+from vigil.monitors.rollup import rollup_due
+from vigil.monitors.store import ResultWriter, purge_results
+
+__all__ = ["Runtime", "load_config"]
+
+logger = logging.getLogger(__name__)
+
+RECOMPUTE_DELAY = 0.05  # seconds: one recomputation for a burst of changes (six VMs failing together)
+DATABASE_GRACE = 60.0  # seconds the database may be unreachable before /healthz says failing
+
+
+def load_config(paths: Sequence[str | Path]) -> tuple[Model, MonitorSet]:
+    """Load the model and its monitors; raises ModelError for a model that cannot be used at all.
+
+    Invalid monitors do not raise: they are in ``MonitorSet.issues`` and left out, so the others still run.
+    """
+    model = load_model([Path(p) for p in paths])
+    return model, monitors_of(model)
+
+
+class Runtime:
+    """Everything ``vigil serve`` runs besides the HTTP server; satisfies :class:`vigil.web.backend.Backend`."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        paths: Sequence[str | Path],
+        database: Engine | None = None,
+        context: CheckContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.paths = [Path(p) for p in paths]
+        self._db = database or make_engine(settings.database_url)
+        self._context = context or CheckContext(http=HttpClients())
+        self.events = EventBus()
+        self.results = ResultWriter.from_settings(self._db, settings)
+        self.states = StateWriter(self._db)
+        self._pings = PingCommitter(self._db, on_ping=self._on_ping)
+        self.scheduler: Scheduler[MonitorConfig] = Scheduler(
+            runner=self._run,
+            on_result=self._on_result,
+            max_concurrency=settings.check_concurrency,
+            startup_spread=settings.startup_spread,
+            batch_window=settings.check_batch_window,
+        )
+        self.model: Model | None = None
+        self.monitors: dict[str, MonitorConfig] = {}
+        self.issues: list[ModelIssue] = []  # monitors left out of the current config, and why
+        self.verdicts: dict[str, ComponentVerdict] = {}
+        self.last_reload_error: str | None = None
+        self.sync_report = SyncReport()
+        self._trackers: dict[str, MonitorTracker] = {}
+        self._info: dict[str, tuple[str, str]] = {}
+        self._by_component: dict[str, list[str]] = {}
+        self._heartbeats: dict[str, HeartbeatState] = {}
+        self._counts = CheckCounts()
+        self._recompute_handle: asyncio.TimerHandle | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._scheduler_task: asyncio.Task[None] | None = None
+        self._unavailable_since: float | None = None
+        self._reload_lock = asyncio.Lock()
+        self.started_at: datetime | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        view = EngineView(self._trackers, self._info, self.verdicts, self._counts, self._gauges, self._counters)
+        self._view = view
+        self.registry.register(EngineCollector(view))
+
+    # -- what the web app reads -------------------------------------------------------------------------
+    @property
+    def database(self) -> Engine:
+        return self._db
+
+    @property
+    def pings(self) -> PingCommitter:
+        return self._pings
+
+    def health(self) -> dict[str, Any]:
+        problems = []
+        running = self._scheduler_task is not None and not self._scheduler_task.done()
+        if not running:
+            problems.append("the check scheduler is not running")
+        database = "unavailable" if (self.results.unavailable or self.states.unavailable) else "ok"
+        if database == "ok":
+            self._unavailable_since = None
+        elif self._unavailable_since is None:
+            self._unavailable_since = time.monotonic()
+        elif time.monotonic() - self._unavailable_since > DATABASE_GRACE:
+            problems.append(f"the database has been unreachable for more than {DATABASE_GRACE:.0f} s")
+        p99 = self.scheduler.stats.lateness_quantile(0.99)
+        return {
+            "status": "failing" if problems else "ok",
+            "problems": problems,
+            "database": database,
+            "monitors": len(self.monitors),
+            "components": len(self.model.components) if self.model else 0,
+            "config_issues": [str(issue) for issue in self.issues],
+            "last_reload_error": self.last_reload_error,
+            "lateness_p99_seconds": p99,
+            "results_pending": self.results.pending,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+        }
+
+    # -- life cycle -----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the config, migrate and sync the database, and start checking.
+
+        Raises ModelError when the config cannot be used at all (nothing is started then).
+        """
+        model, monitor_set = await asyncio.to_thread(load_config, self.paths)
+        await asyncio.to_thread(upgrade, self._db)
+        snapshot = await asyncio.to_thread(self._sync, model, monitor_set)
+        self.started_at = datetime.now(UTC)
+        self._install(model, monitor_set, snapshot, first=True)
+        await self.results.start()
+        await self.states.start()
+        await self._pings.start()
+        self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="vigil-scheduler")
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="vigil-housekeeping"))
+
+    async def stop(self) -> None:
+        """Stop checking, then write everything still in memory."""
+        self.scheduler.stop()
+        if self._scheduler_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._scheduler_task, timeout=30)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._recompute_handle is not None:
+            self._recompute_handle.cancel()
+            self._recompute()
+        await self._pings.stop()
+        await self.results.stop()
+        await self.states.stop()
+        if self._context.http is not None:
+            await self._context.http.aclose()
+
+    async def reload(self) -> bool:
+        """Read the config again and apply it without losing state; on a bad config keep the running one.
+
+        Returns whether the new config was applied; the reason it was not is in :attr:`last_reload_error`.
+        """
+        async with self._reload_lock:
+            try:
+                model, monitor_set = await asyncio.to_thread(load_config, self.paths)
+                snapshot = await asyncio.to_thread(self._sync, model, monitor_set)
+            except ModelError as exc:
+                self.last_reload_error = str(exc)
+                logger.error("config not reloaded, the running one stays:\n%s", exc)
+                return False
+            except Exception as exc:
+                self.last_reload_error = f"{type(exc).__name__}: {exc}"
+                logger.exception("config not reloaded, the running one stays")
+                return False
+            self._install(model, monitor_set, snapshot, first=False)
+            self.last_reload_error = None
+            logger.info("config reloaded: %d components, %d monitors", len(model.components), len(self.monitors))
+            return True
+
+    def _sync(self, model: Model, monitor_set: MonitorSet) -> Snapshot:
+        with session_scope(self._db) as session:
+            self.sync_report = sync_config(
+                session=session, model=model, monitors=monitor_set.monitors, now=datetime.now(UTC)
+            )
+            return load_snapshot(session=session)
+
+    def _install(self, model: Model, monitor_set: MonitorSet, snapshot: Snapshot, *, first: bool) -> None:
+        for issue in monitor_set.issues:
+            logger.error("monitor left out: %s", issue)
+        self.model = model
+        self.issues = list(monitor_set.issues)
+        self.monitors = {config.key: config for config in monitor_set.monitors}
+        for key in set(self._trackers) - set(self.monitors):
+            del self._trackers[key]
+        self._info.clear()
+        self._by_component.clear()
+        for key, config in self.monitors.items():
+            spec = config.spec
+            tracker = self._trackers.get(key)
+            if tracker is None:
+                state = snapshot.monitor_states.get(key, ComponentState.UNKNOWN)
+                tracker = MonitorTracker(
+                    failures_before_down=spec.failures_before_down,
+                    successes_before_up=spec.successes_before_up,
+                    state=state,
+                )
+                self._trackers[key] = tracker
+            else:
+                tracker.failures_before_down = spec.failures_before_down
+                tracker.successes_before_up = spec.successes_before_up
+            self._info[key] = (config.component_id, spec.type)
+            self._by_component.setdefault(config.component_id, []).append(key)
+        for key, heartbeat in snapshot.heartbeats.items():
+            if first or key not in self._heartbeats:
+                self._heartbeats[key] = heartbeat
+        if first:
+            self.verdicts.update((cid, ComponentVerdict(state)) for cid, state in snapshot.component_states.items())
+        for cid in set(self.verdicts) - set(model.components):
+            del self.verdicts[cid]
+        jobs = {key: Job(key, c.spec.interval, c.spec.timeout, c) for key, c in self.monitors.items()}
+        self.scheduler.set_jobs(jobs)
+        self._recompute()
+
+    # -- the path of a result ---------------------------------------------------------------------------
+    async def _run(self, job: Job[MonitorConfig]) -> CheckResult:
+        spec = job.spec.spec
+        if spec.type == "heartbeat":
+            state = self._heartbeats.get(job.key, HeartbeatState())
+            return await run_check(spec, dataclasses.replace(self._context, heartbeats=lambda _spec: state))
+        return await run_check(spec, self._context)
+
+    def _on_result(self, job: Job[MonitorConfig], result: CheckResult, lateness: float) -> None:
+        key = job.key
+        if result.monitor_id != key:
+            result = dataclasses.replace(result, monitor_id=key)
+        self.results.add(result)
+        self._counts.add(job.spec.spec.type, result.outcome)
+        tracker = self._trackers.get(key)
+        if tracker is None:
+            return  # removed by a reload while it ran; its result is still stored
+        before = tracker.state
+        after = tracker.add(result)
+        self.states.checked(key, result.started_at, tracker.failures, tracker.successes)
+        if after is None:
+            return
+        event = StateEvent(datetime.now(UTC), job.spec.component_id, key, before, after, None, result.reason)
+        self._emit(event)
+        self._schedule_recompute()
+
+    def _on_ping(self, ping: Ping) -> None:
+        state = self._heartbeats.get(ping.monitor_key, HeartbeatState())
+        field = {PingKind.SUCCESS: "last_ping", PingKind.START: "last_start", PingKind.FAIL: "last_fail"}[ping.kind]
+        previous: datetime | None = getattr(state, field)
+        if previous is None or ping.at > previous:
+            self._heartbeats[ping.monitor_key] = dataclasses.replace(state, **{field: ping.at})
+        self.scheduler.run_now(ping.monitor_key)  # a failure is news now, not at the next evaluation
+
+    def _schedule_recompute(self) -> None:
+        if self._recompute_handle is None:
+            loop = asyncio.get_running_loop()
+            self._recompute_handle = loop.call_later(RECOMPUTE_DELAY, self._recompute)
+
+    def _recompute(self) -> None:
+        self._recompute_handle = None
+        if self.model is None:
+            return
+        own = {cid: own_state(self._trackers[k] for k in keys) for cid, keys in self._by_component.items()}
+        try:
+            verdicts = component_states(self.model, own)
+        except Exception:
+            logger.exception("deriving component states failed; keeping the previous ones")
+            return
+        now = datetime.now(UTC)
+        for cid, new in verdicts.items():
+            old = self.verdicts.get(cid, ComponentVerdict(ComponentState.UNKNOWN))
+            if new.state is not old.state:
+                self._emit(StateEvent(now, cid, None, old.state, new.state, new.cause, new.reason))
+            elif new.cause != old.cause:
+                self.states.add(CauseUpdate(cid, new.cause))
+        self.verdicts.clear()
+        self.verdicts.update(verdicts)
+
+    def _emit(self, event: StateEvent) -> None:
+        self.states.add(event)
+        self.events.publish(event)
+
+    # -- upkeep -----------------------------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        last_purge = 0.0
+        while True:
+            await asyncio.sleep(self.settings.rollup_interval)
+            purge = time.monotonic() - last_purge > 3600
+            try:
+                await asyncio.to_thread(self._upkeep, purge)
+                if purge:
+                    last_purge = time.monotonic()
+            except Exception as exc:  # the database may be down; next round tries again
+                logger.warning("rollup or purge failed, will retry: %s", exc)
+
+    def _upkeep(self, purge: bool) -> None:
+        now = datetime.now(UTC)
+        with session_scope(self._db) as session:
+            rollup_due(session=session, now=now)
+        if purge:
+            with session_scope(self._db) as session:
+                cutoff = now - timedelta(days=self.settings.result_retention_days)
+                removed = purge_results(session=session, older_than=cutoff)
+            if removed:
+                logger.info("purged %d results older than %s", removed, cutoff.isoformat())
+
+    def _gauges(self) -> dict[str, float]:
+        stats = self.scheduler.stats
+        gauges = {
+            "vigil_scheduler_lag_seconds": self.scheduler.lag(),
+            "vigil_checks_in_flight": float(self.scheduler.in_flight),
+            "vigil_monitors": float(len(self.monitors)),
+            "vigil_results_pending": float(self.results.pending),
+            "vigil_state_changes_pending": float(self.states.pending),
+            "vigil_database_up": 0.0 if (self.results.unavailable or self.states.unavailable) else 1.0,
+        }
+        for name, q in (("p50", 0.5), ("p99", 0.99)):
+            value = stats.lateness_quantile(q)
+            if value is not None:
+                gauges[f"vigil_scheduler_lateness_{name}_seconds"] = value
+        return gauges
+
+    def _counters(self) -> dict[str, float]:
+        stats = self.scheduler.stats
+        return {
+            "vigil_results_written": float(self.results.written),
+            "vigil_results_dropped": float(self.results.dropped),
+            "vigil_checks_crashed": float(stats.crashed),
+            "vigil_checks_skipped": float(stats.skipped),
+        }

@@ -1,0 +1,275 @@
+"""The check scheduler: one asyncio loop that runs every monitor at its interval, whatever the checks do.
+
+Each monitor gets a fixed phase within its interval from a hash of its key, so 10,000 monitors at 60 s start
+about 167 checks a second instead of 10,000 at :00, and a restart keeps the same spread. Runs are started in
+batches: the loop wakes at the end of each ``batch_window`` (100 ms) that holds due runs and starts them all,
+rather than waking for each run. The first round after start (or after a monitor is added) is squeezed into
+``startup_spread`` seconds so that a fresh server knows every state quickly; from the second run on each monitor
+is back on its own phase. Runs are planned on a grid (phase + n × interval), so a late start does not drift the
+following ones; a run still going when its next slot comes (a check stuck past its timeout) skips that slot
+rather than piling up.
+
+A check that raises, hangs past its timeout or returns something that is not a result becomes a down result
+with a reason; the loop itself never sees the exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import math
+import time
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from vigil.monitors.guard import internal_error
+from vigil.monitors.result import CheckResult, Outcome
+from vigil.monitors.texts import seconds_text
+
+__all__ = ["Job", "Scheduler", "SchedulerStats", "phase_fraction"]
+
+logger = logging.getLogger(__name__)
+
+S = TypeVar("S")
+
+# How long past its own timeout a check may run before the scheduler cancels it: the checks enforce their
+# timeout themselves, so this only catches a check that ignores cancellation points (a bug, or a blocking call).
+HANG_MARGIN = 5.0
+LATENESS_SAMPLES = 10_000  # recent lateness values kept for percentiles (a ring buffer)
+
+
+def phase_fraction(key: str) -> float:
+    """Return a stable number in [0, 1) for ``key``: where in its interval the monitor runs."""
+    return zlib.crc32(key.encode()) / 2**32
+
+
+@dataclass(frozen=True, slots=True)
+class Job(Generic[S]):
+    """What to run and how often: ``spec`` goes to the scheduler's runner unchanged."""
+
+    key: str
+    interval: float
+    timeout: float
+    spec: S
+
+
+@dataclass(slots=True)
+class _Slot(Generic[S]):
+    job: Job[S]
+    anchor: float  # a grid point: runs are planned at anchor + n × interval
+    generation: int
+    running: bool = False
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    """Counters for /metrics and the benchmarks; lateness in seconds, most recent last."""
+
+    started: int = 0
+    finished: int = 0
+    crashed: int = 0  # checks that raised, hung or returned garbage (each became a down result)
+    skipped: int = 0  # slots missed because the previous run of the same monitor was still going
+    lateness: deque[float] = field(default_factory=lambda: deque(maxlen=LATENESS_SAMPLES))
+
+    def lateness_quantile(self, q: float) -> float | None:
+        """Return the ``q`` quantile of recent lateness (seconds), or None before any run."""
+        if not self.lateness:
+            return None
+        ordered = sorted(self.lateness)
+        return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1 if q > 0 else 0)]
+
+
+class Scheduler(Generic[S]):
+    """Runs jobs with ``runner`` and hands each result to ``on_result(job, result, lateness)``.
+
+    ``max_concurrency`` caps the checks in flight; when it is reached the loop waits for a free slot, and the
+    wait shows up as lateness. Use it from one event loop: :meth:`set_jobs` and :meth:`run_now` may be called
+    while :meth:`run` is going.
+    """
+
+    def __init__(
+        self,
+        *,
+        runner: Callable[[Job[S]], Awaitable[CheckResult]],
+        on_result: Callable[[Job[S], CheckResult, float], None],
+        max_concurrency: int = 500,
+        startup_spread: float = 10.0,
+        batch_window: float = 0.1,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if max_concurrency < 1 or startup_spread < 0 or batch_window < 0:
+            raise ValueError("max_concurrency must be at least 1; startup_spread and batch_window not negative")
+        self._batch_window = batch_window
+        self._runner = runner
+        self._on_result = on_result
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._startup_spread = startup_spread
+        self._clock = clock or time.monotonic  # the clock asyncio's loop uses too
+        self._slots: dict[str, _Slot[S]] = {}
+        self._heap: list[tuple[float, int, str, int]] = []  # (due, tie-break, key, generation)
+        self._counter = 0
+        self._generation = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats = SchedulerStats()
+
+    @property
+    def jobs(self) -> Mapping[str, Job[S]]:
+        return {key: slot.job for key, slot in self._slots.items()}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def next_due(self, key: str) -> float | None:
+        """Return when the job ``key`` runs next (clock time), or None for an unknown key."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return None
+        return min((due for due, _, k, gen in self._heap if k == key and gen == slot.generation), default=None)
+
+    def lag(self) -> float:
+        """Return how overdue the earliest planned run is (0 when nothing is late): the engine's lag."""
+        while self._heap:
+            due, _, key, tag = self._heap[0]
+            slot = self._slots.get(key)
+            if slot is not None and slot.generation == abs(tag):
+                return max(0.0, self._clock() - due)
+            heapq.heappop(self._heap)  # stale: its job was removed or replaced
+        return 0.0
+
+    def set_jobs(self, jobs: Mapping[str, Job[S]]) -> None:
+        """Replace the job list: unchanged jobs keep their schedule, new or changed ones start within the startup
+        spread, missing ones stop (a run in flight finishes and is still reported)."""
+        now = self._clock()
+        for key in list(self._slots):
+            if key not in jobs:
+                del self._slots[key]  # its heap entries go stale and are skipped
+        for key, job in jobs.items():
+            slot = self._slots.get(key)
+            if slot is not None and slot.job == job:
+                continue
+            self._generation += 1
+            fraction = phase_fraction(key)
+            anchor = now + fraction * job.interval
+            running = slot.running if slot is not None else False
+            self._slots[key] = _Slot(job, anchor, self._generation, running)
+            self._push(now + fraction * min(job.interval, self._startup_spread), key, self._generation)
+        self._wake.set()
+
+    def run_now(self, key: str) -> bool:
+        """Run the job ``key`` as soon as a slot is free (a heartbeat that reported failure); False if unknown."""
+        slot = self._slots.get(key)
+        if slot is None:
+            return False
+        self._push(self._clock(), key, slot.generation, extra=True)
+        self._wake.set()
+        return True
+
+    async def run(self) -> None:
+        """Run jobs until :meth:`stop`; returns after the checks in flight have finished."""
+        self._stopping = False
+        while not self._stopping:
+            now = self._clock()
+            while self._heap and self._heap[0][0] <= now and not self._stopping:
+                due, _, key, generation = heapq.heappop(self._heap)
+                await self._launch(due, key, generation)
+                now = self._clock()
+            delay = self._delay(now)
+            self._wake.clear()
+            if delay is None or delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    def _delay(self, now: float) -> float | None:
+        """Return how long to sleep: until the end of the batch window holding the next due run.
+
+        Waking once per window for every run due in it, rather than once per run, is what makes spread-out
+        checks cheap: measured against a local target at 200 checks/s, 0.79 CPU-ms per check woken one by one,
+        0.41 with a 100 ms window (the event loop handles the connections of a batch in the same iterations).
+        It costs at most one window of lateness.
+        """
+        if not self._heap:
+            return None
+        due = self._heap[0][0]
+        if self._batch_window > 0:
+            due = math.ceil(due / self._batch_window) * self._batch_window
+        return due - now
+
+    def stop(self) -> None:
+        """Make :meth:`run` return once the checks in flight are done."""
+        self._stopping = True
+        self._wake.set()
+
+    def _push(self, due: float, key: str, generation: int, *, extra: bool = False) -> None:
+        # Extra runs carry a negative generation tag so that they do not move the regular schedule.
+        self._counter += 1
+        heapq.heappush(self._heap, (due, self._counter, key, -generation if extra else generation))
+
+    async def _launch(self, due: float, key: str, tag: int) -> None:
+        slot = self._slots.get(key)
+        extra = tag < 0
+        if slot is None or slot.generation != abs(tag):
+            return  # removed or replaced since this run was planned
+        if not extra:
+            self._push(self._next_due(slot, max(due, self._clock())), key, slot.generation)
+        if slot.running:
+            self.stats.skipped += 1
+            return
+        await self._limit.acquire()
+        slot.running = True
+        task = asyncio.create_task(self._run_one(slot, due), name=f"check {key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def _next_due(slot: _Slot[S], after: float) -> float:
+        interval = slot.job.interval
+        steps = math.floor((after - slot.anchor) / interval) + 1
+        return slot.anchor + steps * interval
+
+    async def _run_one(self, slot: _Slot[S], planned: float) -> None:
+        job = slot.job
+        lateness = max(0.0, self._clock() - planned)
+        self.stats.started += 1
+        self.stats.lateness.append(lateness)
+        try:
+            result = await self._guarded(job)
+        finally:
+            slot.running = False
+            self._limit.release()
+        self.stats.finished += 1
+        try:
+            self._on_result(job, result, lateness)
+        except Exception:
+            logger.exception("handling the result of %s failed", job.key)
+
+    async def _guarded(self, job: Job[S]) -> CheckResult:
+        started_at = datetime.now(UTC)
+        limit = job.timeout + HANG_MARGIN
+        try:
+            async with asyncio.timeout(limit):
+                result: object = await self._runner(job)
+        except TimeoutError:
+            self.stats.crashed += 1
+            reason = (
+                f"check hung: no answer within {seconds_text(limit)} despite its {seconds_text(job.timeout)} timeout"
+            )
+            return CheckResult(job.key, started_at, limit, Outcome.DOWN, reason)
+        except Exception as exc:
+            self.stats.crashed += 1
+            return CheckResult(job.key, started_at, 0.0, Outcome.DOWN, internal_error(exc))
+        if not isinstance(result, CheckResult):
+            self.stats.crashed += 1
+            reason = f"internal error: check returned {type(result).__name__}, not a result"
+            return CheckResult(job.key, started_at, 0.0, Outcome.DOWN, reason)
+        return result

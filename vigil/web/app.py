@@ -1,0 +1,35 @@
+"""The FastAPI app of ``vigil serve``: routers by area, around a backend that the lifespan starts and stops."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from vigil import __version__
+from vigil.web import api, ops
+from vigil.web.backend import Backend
+from vigil.web.pings import PingMiddleware
+
+__all__ = ["create_app"]
+
+
+def create_app(backend: Backend) -> FastAPI:
+    """Return the app serving ``backend``; its lifespan calls ``backend.start()`` and ``backend.stop()``."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await backend.start()
+        try:
+            yield
+        finally:
+            await backend.stop()
+
+    app = FastAPI(title="Vigil", version=__version__, lifespan=lifespan)
+    app.state.backend = backend
+    # The pings are not a router: they are answered before FastAPI's routing, which would triple their cost.
+    app.add_middleware(PingMiddleware, backend=backend)
+    app.include_router(ops.router)
+    app.include_router(api.router)
+    return app
