@@ -46,6 +46,8 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/bench_load.py
 	$(PY) benchmarks/bench_impact.py
 	$(PY) benchmarks/bench_analysis.py
+	$(PY) benchmarks/bench_checks.py
+	$(PY) benchmarks/bench_pings.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -115,7 +115,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
     # Time until every monitor has a result: the first round.
     first_round = None
     while time.perf_counter() - started < args.interval + args.spread + 60:
-        if all(t.last is not None for t in runtime._trackers.values()):
+        if all(t.last_reason is not None for t in runtime._trackers.values()):
             first_round = time.perf_counter() - started
             break
         await asyncio.sleep(0.05)
@@ -225,6 +225,13 @@ def main() -> None:
             f"{fmt(r['lateness_p99'] and r['lateness_p99'] * 1000, ' ms', 1)} "
             f"| {fmt(r['first_round_seconds'], ' s', 1)} | {r['kib_per_monitor']:.2f} KiB |"
         )
+    small, large = rows[0][1], rows[-1][1]
+    slope = (large["rss_after_mib"] - small["rss_after_mib"]) * 1024 / (large["monitors"] - small["monitors"])
+    print(
+        f"\nMemory per additional monitor (RSS after the run, {small['monitors']:,} → {large['monitors']:,} "
+        f"monitors): {slope:.2f} KiB; process RSS with {large['monitors']:,} monitors: "
+        f"{large['rss_after_mib']:.0f} MiB."
+    )
 
 
 if __name__ == "__main__":

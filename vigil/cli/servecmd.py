@@ -130,6 +130,10 @@ async def _serve(settings: Settings, config: list[Path], log_level: str) -> None
     pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
     try:
         await server.serve()
+    except SystemExit as exc:
+        if exc.code not in (0, None):  # uvicorn exits with 3 when it cannot bind or the app does not start
+            raise OSError(f"the server did not start on {settings.host}:{settings.port} (see the log above)") from None
+        raise
     finally:
         with contextlib.suppress(OSError):
             if pid_file.read_text(encoding="utf-8").strip() == str(os.getpid()):

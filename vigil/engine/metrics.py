@@ -58,6 +58,8 @@ _COUNTER_HELP = {
     "vigil_results_dropped": "Check results dropped because the database was unavailable too long.",
     "vigil_checks_crashed": "Checks that raised, hung or returned garbage (each recorded as down).",
     "vigil_checks_skipped": "Runs skipped because the previous run of the same monitor was still going.",
+    "vigil_pings_committed": "Heartbeat pings committed (each before its response).",
+    "vigil_ping_transactions": "Transactions that committed heartbeat pings (many pings share one).",
 }
 
 
@@ -76,8 +78,8 @@ class EngineCollector(Collector):
             component, kind = view.monitor_info.get(key, ("", ""))
             if tracker.state is not ComponentState.UNKNOWN:
                 up.add_metric([key, component, kind], 0.0 if tracker.state is ComponentState.DOWN else 1.0)
-            if tracker.last is not None:
-                latency.add_metric([key, component, kind], tracker.last.latency)
+            if tracker.last_reason is not None:
+                latency.add_metric([key, component, kind], tracker.last_latency)
         yield up
         yield latency
         state = GaugeMetricFamily(

@@ -47,6 +47,9 @@ __all__ = ["Runtime", "load_config"]
 logger = logging.getLogger(__name__)
 
 RECOMPUTE_DELAY = 0.05  # seconds: one recomputation for a burst of changes (six VMs failing together)
+# A recomputation walks every component; on a large model under a storm of changes (the first round after
+# start flips every monitor from unknown) waiting this many times its last duration caps its share of the CPU.
+RECOMPUTE_BACKOFF = 3.0
 DATABASE_GRACE = 60.0  # seconds the database may be unreachable before /healthz says failing
 
 
@@ -56,7 +59,14 @@ def load_config(paths: Sequence[str | Path]) -> tuple[Model, MonitorSet]:
     Invalid monitors do not raise: they are in ``MonitorSet.issues`` and left out, so the others still run.
     """
     model = load_model([Path(p) for p in paths])
-    return model, monitors_of(model)
+    # Lines of valid monitors are not needed to run them (bad ones still get theirs); finding them parses every
+    # file again, and that parse's peak stays in the process's memory for good.
+    monitor_set = monitors_of(model, lines=False)
+    for component in model.components.values():
+        # The specs are parsed and placed: the raw YAML and the line tables behind the entries would only take
+        # memory for as long as the server runs (more than the specs themselves).
+        component.monitors = ()
+    return model, monitor_set
 
 
 class Runtime:
@@ -97,6 +107,7 @@ class Runtime:
         self._heartbeats: dict[str, HeartbeatState] = {}
         self._counts = CheckCounts()
         self._recompute_handle: asyncio.TimerHandle | None = None
+        self._recompute_seconds = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler_task: asyncio.Task[None] | None = None
         self._unavailable_since: float | None = None
@@ -281,12 +292,14 @@ class Runtime:
     def _schedule_recompute(self) -> None:
         if self._recompute_handle is None:
             loop = asyncio.get_running_loop()
-            self._recompute_handle = loop.call_later(RECOMPUTE_DELAY, self._recompute)
+            delay = max(RECOMPUTE_DELAY, RECOMPUTE_BACKOFF * self._recompute_seconds)
+            self._recompute_handle = loop.call_later(delay, self._recompute)
 
     def _recompute(self) -> None:
         self._recompute_handle = None
         if self.model is None:
             return
+        started = time.perf_counter()
         own = {cid: own_state(self._trackers[k] for k in keys) for cid, keys in self._by_component.items()}
         try:
             verdicts = component_states(self.model, own)
@@ -302,6 +315,7 @@ class Runtime:
                 self.states.add(CauseUpdate(cid, new.cause))
         self.verdicts.clear()
         self.verdicts.update(verdicts)
+        self._recompute_seconds = time.perf_counter() - started
 
     def _emit(self, event: StateEvent) -> None:
         self.states.add(event)
@@ -354,4 +368,6 @@ class Runtime:
             "vigil_results_dropped": float(self.results.dropped),
             "vigil_checks_crashed": float(stats.crashed),
             "vigil_checks_skipped": float(stats.skipped),
+            "vigil_pings_committed": float(self._pings.committed),
+            "vigil_ping_transactions": float(self._pings.transactions),
         }

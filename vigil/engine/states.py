@@ -39,9 +39,17 @@ _SEVERITY = {
 
 
 class MonitorTracker:
-    """The damped state of one monitor and its last result."""
+    """The damped state of one monitor, and the reason and latency of its last result."""
 
-    __slots__ = ("failures", "failures_before_down", "last", "state", "successes", "successes_before_up")
+    __slots__ = (
+        "failures",
+        "failures_before_down",
+        "last_latency",
+        "last_reason",
+        "state",
+        "successes",
+        "successes_before_up",
+    )
 
     def __init__(
         self,
@@ -55,11 +63,15 @@ class MonitorTracker:
         self.state = state  # restored from the database on start, so a restart is not a storm of changes
         self.failures = 0
         self.successes = 0
-        self.last: CheckResult | None = None
+        # Of the last result, only what states and metrics read: a whole result (its details dict) per monitor
+        # would be most of the engine's memory per monitor.
+        self.last_reason: str | None = None  # None until the first result
+        self.last_latency = 0.0
 
     def add(self, result: CheckResult) -> ComponentState | None:
         """Take one result; return the new state if it changed, else None."""
-        self.last = result
+        self.last_reason = result.reason
+        self.last_latency = result.latency
         if result.outcome is Outcome.DOWN:
             self.failures += 1
             self.successes = 0
@@ -93,7 +105,7 @@ def own_state(trackers: Iterable[MonitorTracker]) -> ComponentVerdict:
             worst = tracker
     if worst is None or worst.state is ComponentState.UNKNOWN:
         return ComponentVerdict(ComponentState.UNKNOWN)
-    reason = worst.last.reason if worst.last is not None and worst.state is not ComponentState.UP else ""
+    reason = worst.last_reason or "" if worst.state is not ComponentState.UP else ""
     return ComponentVerdict(worst.state, None, reason)
 
 

@@ -29,6 +29,8 @@ __all__ = ["CauseUpdate", "CheckedUpdate", "StateWriter"]
 logger = logging.getLogger(__name__)
 
 _UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+TRANSACTION_SIZE = 300  # state operations per transaction
+PAUSE_BETWEEN_TRANSACTIONS = 0.05  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class StateWriter:
         self._pending: deque[Operation] = deque()
         self._checked: dict[str, tuple[datetime, int, int]] = {}
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failures = 0
@@ -88,19 +91,31 @@ class StateWriter:
 
     async def flush(self) -> None:
         """Write what is pending; keeps it (and says so in the log) when the database is out of reach."""
+        async with self._lock:  # the background loop and a caller (stop, a test) may flush at once
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         if self._checked:
             self._pending.append(CheckedUpdate(self._checked))
             self._checked = {}
-        if not self._pending:
-            return
-        batch = list(self._pending)
+        while self._pending:
+            if not await self._flush_some():
+                return
+            if self._pending:
+                # SQLite's busy handler is not fair: back-to-back transactions would starve the result writer.
+                await asyncio.sleep(PAUSE_BETWEEN_TRANSACTIONS)
+
+    async def _flush_some(self) -> bool:
+        # Bounded transactions: on SQLite a long one holds the only write lock and starves the result writer
+        # (the first round after a start is 2 changes per monitor).
+        batch = [self._pending[i] for i in range(min(TRANSACTION_SIZE, len(self._pending)))]
         try:
             await asyncio.to_thread(self._write, batch)
         except _UNAVAILABLE as exc:
             self._failures += 1
             if self._failures == 1:
-                logger.warning("database unavailable, %d state changes kept for later: %s", len(batch), exc)
-            return
+                logger.warning("database unavailable, %d state changes kept for later: %s", self.pending, exc)
+            return False
         except Exception:
             # A change the database refuses (its subject deleted meanwhile) must not block the ones after it.
             logger.exception("state changes refused by the database; writing them one by one")
@@ -111,6 +126,7 @@ class StateWriter:
             logger.warning("database reachable again; state changes written")
         self._failures = 0
         self.written += len(batch)
+        return True
 
     def _write(self, batch: list[Operation]) -> None:
         with session_scope(self._engine) as session:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from vigil.model.types import Model
@@ -36,52 +36,72 @@ class SyncReport:
 
 
 def sync_config(*, session: Session, model: Model, monitors: Sequence[MonitorConfig], now: datetime) -> SyncReport:
-    """Make the components and monitors tables match the config; the caller commits."""
-    report = SyncReport()
-    components = {row.id: row for row in session.scalars(select(Component))}
-    for comp in model.components.values():
-        current = components.get(comp.id)
-        if current is None:
-            session.add(Component(id=comp.id, name=comp.name, kind=comp.kind, tier=comp.tier))
-            report.added_components += 1
-            continue
-        current.name, current.kind, current.tier, current.retired_at = comp.name, comp.kind, comp.tier, None
-    for cid, current in components.items():
-        if cid not in model.components and current.retired_at is None:
-            current.retired_at = now
-            report.retired_components += 1
-    session.flush()
+    """Make the components and monitors tables match the config; the caller commits.
 
-    existing = {row.id: row for row in session.scalars(select(Monitor))}
-    wanted = {config.key: config for config in monitors}
-    fixed_tokens = {
-        config.spec.token: config.key
-        for config in monitors
-        if isinstance(config.spec, HeartbeatMonitorSpec) and config.spec.token
-    }
-    # A token the config now gives to one monitor is taken from any other row first (unique column).
-    for row in existing.values():
-        if row.heartbeat_token in fixed_tokens and fixed_tokens[row.heartbeat_token] != row.id:
-            row.heartbeat_token = None
-    session.flush()
-    for key, row in existing.items():
-        if key not in wanted and row.enabled:
-            row.enabled = False
-            report.disabled_monitors += 1
-    for key, config in wanted.items():
-        found = existing.get(key)
-        if found is None:
-            found = Monitor(id=key, component_id=config.component_id, type=config.spec.type, created_at=now)
-            session.add(found)
-            report.added_monitors += 1
-        row = found
-        row.component_id, row.type, row.enabled = config.component_id, config.spec.type, True
-        row.config = _public_config(config)
-        row.heartbeat_token = _token(config, row.heartbeat_token)
-        if row.heartbeat_token is not None:
-            report.tokens[key] = row.heartbeat_token
-    session.flush()
+    Bulk statements on plain rows, not ORM objects: a 10,000-monitor config would otherwise build (and leave in
+    the process's memory high-water mark) tens of thousands of objects, for rows that mostly did not change.
+    """
+    report = SyncReport()
+    _sync_components(session, model, now, report)
+    _sync_monitors(session, monitors, now, report)
     return report
+
+
+def _sync_components(session: Session, model: Model, now: datetime, report: SyncReport) -> None:
+    columns = (Component.id, Component.name, Component.kind, Component.tier, Component.retired_at)
+    current = {row[0]: tuple(row[1:]) for row in session.execute(select(*columns))}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for comp in model.components.values():
+        row = current.get(comp.id)
+        wanted: dict[str, object] = {"name": comp.name, "kind": comp.kind, "tier": comp.tier}
+        if row is None:
+            inserts.append({"id": comp.id, "state": ComponentState.UNKNOWN, **wanted})
+        elif row != (comp.name, comp.kind, comp.tier, None):
+            updates.append({"id": comp.id, "retired_at": None, **wanted})
+    gone = [cid for cid, row in current.items() if cid not in model.components and row[3] is None]
+    retired = [{"id": cid, "retired_at": now} for cid in gone]
+    for rows, statement in ((inserts, insert(Component)), (updates + retired, update(Component))):
+        if rows:
+            session.execute(statement, rows)
+    report.added_components, report.retired_components = len(inserts), len(retired)
+
+
+def _sync_monitors(session: Session, monitors: Sequence[MonitorConfig], now: datetime, report: SyncReport) -> None:
+    columns = (Monitor.id, Monitor.component_id, Monitor.type, Monitor.enabled, Monitor.config, Monitor.heartbeat_token)
+    current = {row[0]: tuple(row[1:]) for row in session.execute(select(*columns))}
+    wanted = {config.key: config for config in monitors}
+    fixed = {c.spec.token: c.key for c in monitors if isinstance(c.spec, HeartbeatMonitorSpec) and c.spec.token}
+    # A token the config now gives to one monitor is taken from any other row first (the column is unique).
+    taken = [{"id": key, "heartbeat_token": None} for key, row in current.items() if fixed.get(row[4], key) != key]
+    disabled = [{"id": key, "enabled": False} for key, row in current.items() if key not in wanted and row[2]]
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    stolen = {row["id"] for row in taken}
+    for key, config in wanted.items():
+        row = current.get(key)
+        old_token = None if row is None or key in stolen else row[4]
+        token = _token(config, old_token)
+        values = {
+            "component_id": config.component_id,
+            "type": config.spec.type,
+            "enabled": True,
+            "config": _public_config(config),
+            "heartbeat_token": token,
+        }
+        if token is not None:
+            report.tokens[key] = token
+        if row is None:
+            inserts.append({"id": key, "created_at": now, **values})
+        elif row != tuple(values.values()):
+            updates.append({"id": key, **values})
+    # Tokens are freed first: a monitor updated or inserted next may take one of them.
+    for rows in (taken, disabled + updates):
+        if rows:
+            session.execute(update(Monitor), rows)
+    if inserts:
+        session.execute(insert(Monitor), inserts)
+    report.added_monitors, report.disabled_monitors = len(inserts), len(disabled)
 
 
 def _public_config(config: MonitorConfig) -> dict[str, Any]:
