@@ -133,3 +133,14 @@ def test_deep_functions_do_not_hit_the_recursion_limit() -> None:
     assert bdd.probability(both) == pytest.approx((1 - 0.999 ** (n // 2)) ** 2, rel=1e-9)
     assert len(bdd.birnbaum(both)) == n
     assert sys.getrecursionlimit() == limit
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(formulas(), min_size=1, max_size=5), st.integers(-1, 6))
+def test_threshold_is_the_same_diagram_as_pairwise_at_least(operands: list[Formula], k: int) -> None:
+    # Canonical, so the joint recursion must give the very node the pairwise construction gives.
+    bdd = Bdd(P)
+    roots = [build(bdd, f) for f in operands]
+    assert bdd.threshold(k, roots) == bdd.at_least(k, roots)
+    assert bdd.threshold(1, [*roots, FALSE]) == bdd.disjunction(roots)
+    assert bdd.threshold(len(roots) + 1, [*roots, TRUE]) == bdd.conjunction(roots)

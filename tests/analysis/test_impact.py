@@ -105,3 +105,24 @@ def test_optional_cycle_terminates() -> None:
     )
     impact = blast_radius(model, failed=["a"])
     assert statuses(impact) == {"b": "down", "d": "degraded"}
+
+
+def test_states_written_in_each_model_are_its_own() -> None:
+    # The states a model carries are remembered per model object: a changed copy must not see the original's.
+    base = model_from(MODEL)
+    assert blast_radius(base).failed == []
+    changed = base.with_states({"hv2": State.MAINTENANCE})
+    assert blast_radius(changed).failed == ["hv2"]
+    assert blast_radius(base).failed == []
+    assert blast_radius(changed.with_states({"hv2": State.UP, "nfs": State.DOWN})).failed == ["nfs"]
+
+
+def test_reason_names_each_lost_member_as_it_was_when_the_verdict_was_made() -> None:
+    # vm2 is only degraded (declared) when app loses the whole "all" group through vm1; the reason says so.
+    model = model_from(
+        "components:\n  - {id: vm1, kind: vm}\n  - {id: vm2, kind: vm}\n"
+        "  - id: app\n    kind: service\n    depends_on: [{all: [vm1, vm2]}]\n"
+    )
+    impact = blast_radius(model, failed=["vm1"], states={"vm2": State.DEGRADED})
+    (app,) = impact.down
+    assert app.because == "needs all of [vm1, vm2]: vm1 failed, vm2 degraded"

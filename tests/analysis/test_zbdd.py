@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 
@@ -150,3 +151,18 @@ def test_recursion_room_nests_and_restores() -> None:
         with recursion_room(10_000):
             assert sys.getrecursionlimit() == raised
     assert sys.getrecursionlimit() == limit
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(FAMILIES, min_size=1, max_size=5), st.integers(-1, 6), st.integers(0, 5))
+def test_at_least_matches_sets(families: list[Family], need: int, limit: int) -> None:
+    z = Zbdd()
+    nodes = [z.minimal(build(z, f)) for f in families]
+    minimal_families = [minimal(f) for f in families]
+    # Every way to take one set from each of ``need`` families, unioned: the sets that hold a set of each.
+    unions: Family = set()
+    for chosen in itertools.combinations(minimal_families, max(need, 0)):
+        for parts in itertools.product(*chosen):
+            unions.add(frozenset().union(*parts))
+    expected = {s for s in minimal(unions) if len(s) <= limit}
+    assert read(z, z.at_least(need, nodes, limit)) == expected

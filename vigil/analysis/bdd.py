@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from vigil.analysis.zbdd import TERMINAL_VAR, BudgetExceededError, _Budget, recursion_room
+from vigil.analysis.diagrams import BudgetExceededError, _Budget, recursion_room
+from vigil.analysis.zbdd import TERMINAL_VAR
 
 __all__ = ["FALSE", "TRUE", "Bdd", "BudgetExceededError"]
 
@@ -39,6 +40,7 @@ class Bdd:
         self._depth = 2 * len(self._p) + 10
         self._mk = self._make_node_constructor()
         self._and, self._or = self._make_apply()
+        self._threshold = _make_threshold(self)
 
     def _make_node_constructor(self) -> Callable[[int, int, int], int]:
         var, lo, hi, unique, budget = self._var, self._lo, self._hi, self._unique, self._budget
@@ -113,6 +115,21 @@ class Bdd:
                 for j in range(min(k, n - i), 0, -1):
                     row[j] = self._or(self._and(f, row[j - 1]), row[j])
             return row[k]
+
+    def threshold(self, k: int, operands: Iterable[int]) -> int:
+        """Return "at least ``k`` of ``operands`` are true": their OR for k = 1, their AND for k = len.
+
+        One recursion over all the operands at once, which creates only nodes of the result's sub-functions;
+        combining them pair by pair built intermediate diagrams three times the size of the results.
+        """
+        kids = []
+        for f in operands:
+            if f == TRUE:
+                k -= 1
+            elif f != FALSE:
+                kids.append(f)
+        with recursion_room(self._depth):
+            return self._threshold(k, tuple(sorted(kids)))
 
     def _balanced(self, items: list[int], op: Callable[[int, int], int], unit: int) -> int:
         if len(items) <= 1:
@@ -249,3 +266,47 @@ def _make_operator(bdd: Bdd, *, absorbing: int, neutral: int) -> Callable[[int, 
         return r
 
     return apply
+
+
+def _make_threshold(bdd: Bdd) -> Callable[[int, tuple[int, ...]], int]:
+    """Return the memoised recursion of ``Bdd.threshold`` on ``bdd`` as a fast closure."""
+    var, lo, hi, mk, and_, or_ = bdd._var, bdd._lo, bdd._hi, bdd._mk, bdd._and, bdd._or
+    memo: dict[tuple[int, tuple[int, ...]], int] = {}
+
+    def threshold(k: int, kids: tuple[int, ...]) -> int:
+        # kids: sorted, no constants among them.
+        if k <= 0:
+            return TRUE
+        n = len(kids)
+        if n < k:
+            return FALSE
+        if n == 1:
+            return kids[0]
+        if n == 2:  # the binary operations are cheaper, and their caches are shared with and_/or_
+            return or_(kids[0], kids[1]) if k == 1 else and_(kids[0], kids[1])
+        key = (k, kids)
+        r = memo.get(key)
+        if r is None:
+            v = min([var[x] for x in kids])
+            low_kids, high_kids, low_k, high_k = [], [], k, k
+            for x in kids:
+                if var[x] == v:
+                    low, high = lo[x], hi[x]
+                    if low == TRUE:
+                        low_k -= 1
+                    elif low != FALSE:
+                        low_kids.append(low)
+                    if high == TRUE:
+                        high_k -= 1
+                    elif high != FALSE:
+                        high_kids.append(high)
+                else:
+                    low_kids.append(x)
+                    high_kids.append(x)
+            low_kids.sort()
+            high_kids.sort()
+            r = mk(v, threshold(low_k, tuple(low_kids)), threshold(high_k, tuple(high_kids)))
+            memo[key] = r
+        return r
+
+    return threshold

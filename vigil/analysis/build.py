@@ -40,6 +40,8 @@ class ModelTree:
 
     tree: FaultTree
     groups: dict[str, tuple[str, Requirement]] = field(default_factory=dict)  # gate id -> (component, req)
+    # Gate id -> positions of its children that are startup_only requirements (what "needed to start" drops).
+    startup: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def gate(self, node_id: str) -> str:
         """Return the top gate of component or domain ``node_id``; raises KeyError if unknown."""
@@ -64,10 +66,15 @@ def build_fault_tree(model: Model) -> ModelTree:
         children = [comp.id, *map(gate_id, comp.domains)]
         if comp.runs_on is not None:
             children.append(gate_id(comp.runs_on))
+        startup = []
         for index, req in enumerate(comp.requirements):
             if not req.optional:
+                if req.startup_only:
+                    startup.append(len(children))
                 children.append(_requirement_node(result, comp, index, req, degraded))
         tree.add_gate(gate_id(comp.id), GateKind.OR, children)
+        if startup:
+            result.startup[gate_id(comp.id)] = tuple(startup)
     return result
 
 

@@ -58,6 +58,7 @@ class Forms:
         self._interned: dict[tuple[int, tuple[Form, ...]], int] = {}
         self._memo: dict[str, Form] = {}
         self._components: dict[Form, list[Part]] = {}
+        self._under: dict[int, frozenset[int]] = {}
 
     def of(self, node: str) -> Form:
         """Return the form of ``node``; raises FaultTreeError for an unknown id."""
@@ -143,7 +144,7 @@ class Forms:
             own, roots = form[0], sorted(form[1])
             parent = list(range(len(roots)))
             owner: dict[int, int] = {}
-            touched: list[set[int]] = []
+            touched: list[frozenset[int]] = []
             for i, root in enumerate(roots):
                 events = self._events_under(root)
                 touched.append(events & own)
@@ -168,16 +169,18 @@ class Forms:
             seen |= events
         return shared
 
-    def _events_under(self, root: int) -> set[int]:
-        events: set[int] = set()
-        seen = {root}
-        stack = [root]
-        while stack:
-            for child_events, child_groups in self.groups[stack.pop()][1]:
-                events |= child_events
-                stack.extend(g for g in child_groups if g not in seen)
-                seen.update(child_groups)
-        return events
+    def _events_under(self, root: int) -> frozenset[int]:
+        """Return the events a group depends on (memoised: the popular groups are asked about for every top)."""
+        memo = self._under
+        found = memo.get(root)
+        if found is None:
+            for group in self.reachable(frozenset((root,)), memo):  # children first
+                events: set[int] = set()
+                for child_events, child_groups in self.groups[group][1]:
+                    events.update(child_events, *(memo[g] for g in child_groups))
+                memo[group] = frozenset(events)
+            found = memo[root]
+        return found
 
     def layout(self, form: Form) -> Layout:
         """Return a variable order for a BDD of ``form`` and its groups, children first.

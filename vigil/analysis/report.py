@@ -15,6 +15,7 @@ from vigil.analysis.build import ModelTree, build_fault_tree, gate_id
 from vigil.analysis.engine import Analyzer, CutSets
 from vigil.analysis.faulttree import GateKind
 from vigil.analysis.impact import blast_radius
+from vigil.analysis.spof import SingleFailures
 from vigil.gcpause import gc_paused
 from vigil.model.types import Model, State, Tier
 
@@ -118,13 +119,10 @@ def _analyze(
     chosen = select_services(model, services)
     mtree = build_fault_tree(model)
     analyzer = Analyzer(mtree.tree)
-    startup_spofs = _startup_free_spofs(model, chosen)
-    namer = _SpofNamer(model, mtree, analyzer, [gate_id(sid) for sid in chosen])
+    namer = _SpofNamer(model, mtree, [gate_id(sid) for sid in chosen])
     reports = []
     for done, sid in enumerate(chosen, 1):
-        reports.append(
-            _service_report(model, mtree, analyzer, namer, sid, max_order, importance, budget_seconds, startup_spofs)
-        )
+        reports.append(_service_report(model, mtree, analyzer, namer, sid, max_order, importance, budget_seconds))
         if progress is not None:
             progress(done, len(chosen))
     assumed = sorted(
@@ -168,21 +166,6 @@ def what_if(
     return report
 
 
-def _startup_free_spofs(model: Model, chosen: list[str]) -> dict[str, set[str]] | None:
-    """SPOFs of each service when startup requirements are ignored (None if the model has none)."""
-    if not any(r.startup_only and not r.optional for c in model.components.values() for r in c.requirements):
-        return None
-    from dataclasses import replace
-
-    relaxed = {
-        cid: replace(c, requirements=tuple(replace(r, optional=r.optional or r.startup_only) for r in c.requirements))
-        for cid, c in model.components.items()
-    }
-    mtree = build_fault_tree(Model(model.name, relaxed, model.domains, model.default_availability))
-    analyzer = Analyzer(mtree.tree)
-    return {sid: {next(iter(s)) for s in analyzer.cut_sets(gate_id(sid), max_order=1) if s} for sid in chosen}
-
-
 def _service_report(
     model: Model,
     mtree: ModelTree,
@@ -192,15 +175,12 @@ def _service_report(
     max_order: int | None,
     importance: bool,
     budget_seconds: float,
-    startup_spofs: dict[str, set[str]] | None,
 ) -> ServiceReport:
     comp = model.components[sid]
     top = gate_id(sid)
     cuts = analyzer.cut_sets(top, max_order=max_order)
     prob = analyzer.probability(top, budget_seconds=budget_seconds)
-    order1 = cuts if max_order == 1 else analyzer.cut_sets(top, max_order=1)
-    singles = [next(iter(s)) for s, _ in order1.ranked() if len(s) == 1 and next(iter(s)) != sid]
-    spofs = namer.describe(top, singles, startup_spofs.get(sid) if startup_spofs else None)
+    spofs = namer.describe(top, sid)
     report = ServiceReport(
         id=sid,
         name=comp.name,
@@ -227,15 +207,16 @@ def _service_report(
 class _SpofNamer:
     """Names what each single point of failure does, with caches shared by every service of one report."""
 
-    def __init__(self, model: Model, mtree: ModelTree, analyzer: Analyzer, tops: list[str]) -> None:
+    def __init__(self, model: Model, mtree: ModelTree, tops: list[str]) -> None:
         self.model = model
         self.mtree = mtree
-        self.analyzer = analyzer
-        self._singles: dict[str, set[str]] = {}
+        self.singles = SingleFailures(mtree.tree)
+        # The same without startup requirements (None if the model has none): what is left is needed to run.
+        self.running = SingleFailures(mtree.tree, mtree.startup) if mtree.startup else None
         # For each gate: the any/at-least groups below it that some single failure defeats, computed once
         # bottom-up over the union of the services' cones (children before parents).
         self._cone_groups: dict[str, frozenset[str]] = {}
-        self._causes: dict[str, tuple[str, set[str]]] = {}
+        self._causes: dict[str, tuple[str, frozenset[str]]] = {}
         for gate in mtree.tree.topological_gates(tops):
             below: set[str] = set()
             for child in gate.children:
@@ -244,14 +225,7 @@ class _SpofNamer:
                 below.add(gate.id)
             self._cone_groups[gate.id] = frozenset(below)
 
-    def singles(self, node: str) -> set[str]:
-        found = self._singles.get(node)
-        if found is None:
-            found = {next(iter(s)) for s in self.analyzer.cut_sets(node, max_order=1) if s}
-            self._singles[node] = found
-        return found
-
-    def _group_causes(self, gid: str) -> set[str]:
+    def _group_causes(self, gid: str) -> frozenset[str]:
         """Single failures that take the group down *through at least two of its live members* (a shared
         hypervisor, a failure domain). The last live member of a group is no common cause: it is simply a
         single point of failure, reported as such."""
@@ -259,21 +233,26 @@ class _SpofNamer:
         counts: dict[str, int] = {}
         for child in gate.children:
             if child not in self.mtree.tree.houses:
-                for node_id in self.singles(child):
+                for node_id in self.singles.of(child):
                     counts[node_id] = counts.get(node_id, 0) + 1
-        shared = {n for n, c in counts.items() if c >= 2} & self.singles(gid)
+        shared = frozenset(n for n, c in counts.items() if c >= 2) & self.singles.of(gid)
         if shared:
             owner, req = self.mtree.groups[gid]
             self._causes[gid] = (f"{owner}: {req.name + ' = ' if req.name else ''}{req.describe()}", shared)
         return shared
 
-    def describe(self, top: str, singles: list[str], relaxed: set[str] | None) -> list[Spof]:
+    def describe(self, top: str, sid: str) -> list[Spof]:
+        """Return the service's single points of failure (its own failure aside), most probable first."""
+        p = self.mtree.tree.events
+        # Ranked as the engine ranks cut sets: by probability, then by id.
+        singles = sorted((n for n in self.singles.of(top) if n != sid), key=lambda n: (-p[n], n))
+        running = self.running.of(top) if self.running is not None else None
         groups = [self._causes[g] for g in sorted(self._cone_groups.get(top, ()))]
         out = []
         for node_id in singles:
             domain = self.model.domains.get(node_id)
             kind = f"domain:{domain.kind}" if domain is not None else self.model.components[node_id].kind
             defeats = tuple(sorted(desc for desc, shared in groups if node_id in shared))
-            startup = relaxed is not None and node_id not in relaxed
+            startup = running is not None and node_id not in running
             out.append(Spof(node_id, kind, startup, defeats))
         return out

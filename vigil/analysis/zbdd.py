@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import heapq
 import math
-import sys
-import threading
 import time
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence, Set
 from contextlib import contextmanager
-from dataclasses import dataclass
+
+from vigil.analysis.diagrams import BudgetExceededError, _Budget, recursion_room
 
 __all__ = ["BASE", "EMPTY", "TERMINAL_VAR", "BudgetExceededError", "Zbdd", "recursion_room"]
 
@@ -33,80 +32,6 @@ BASE = 1
 TERMINAL_VAR = 1 << 60
 # "No order limit" inside product/truncate; compared with set sizes, so it must exceed any of them.
 _UNBOUNDED = 1 << 40
-
-_recursion_lock = threading.Lock()
-_recursion_users = 0
-_recursion_saved = 0
-_recursion_granted = 0
-# Frames an operation may use without raising the limit, and the slack kept above a raised one.
-_SHALLOW = 200
-
-
-class BudgetExceededError(RuntimeError):
-    """A decision-diagram operation ran out of its budget; ``nodes`` is True for nodes, False for time.
-
-    The manager is left consistent.
-    """
-
-    def __init__(self, message: str, *, nodes: bool) -> None:
-        super().__init__(message)
-        self.nodes = nodes
-
-
-class recursion_room:  # noqa: N801 - a context manager used like a function
-    """Make sure ``depth`` more Python frames fit under the recursion limit while the block runs.
-
-    Nested and concurrent users share one raised limit, restored when the last one leaves. Entering is cheap
-    when an enclosing block already made enough room, so operations can be wrapped individually.
-    """
-
-    __slots__ = ("_counted", "_depth")
-
-    def __init__(self, depth: int) -> None:
-        self._depth = depth
-        self._counted = False
-
-    def __enter__(self) -> None:
-        global _recursion_users, _recursion_saved, _recursion_granted
-        if self._depth <= _SHALLOW:
-            return  # the default limit leaves this much room
-        with _recursion_lock:
-            if _recursion_users == 0:
-                _recursion_saved = sys.getrecursionlimit()
-                _recursion_granted = 0
-            _recursion_users += 1
-            self._counted = True
-            if self._depth > _recursion_granted:
-                wanted = _frame_depth() + self._depth + _SHALLOW
-                if wanted > sys.getrecursionlimit():
-                    sys.setrecursionlimit(wanted)
-                _recursion_granted = self._depth
-
-    def __exit__(self, *exc: object) -> None:
-        global _recursion_users
-        if self._counted:
-            self._counted = False
-            with _recursion_lock:
-                _recursion_users -= 1
-                if _recursion_users == 0:
-                    sys.setrecursionlimit(_recursion_saved)
-
-
-def _frame_depth() -> int:
-    frame = sys._getframe()
-    depth = 0
-    while frame is not None:
-        depth += 1
-        frame = frame.f_back  # type: ignore[assignment]
-    return depth
-
-
-@dataclass(slots=True)
-class _Budget:
-    """Mutable limits shared with the node constructor: an absolute node-id cap and a monotonic deadline."""
-
-    node_cap: int = 1 << 62
-    deadline: float = math.inf
 
 
 class Zbdd:
@@ -135,6 +60,7 @@ class Zbdd:
         self._without, self._minimal = _make_subsumption(self)
         self._truncate = _make_truncate(self)
         self._product = _make_product(self)
+        self._at_least = _make_threshold(self)
 
     # -- construction -------------------------------------------------------------------------------------------
 
@@ -267,6 +193,22 @@ class Zbdd:
         with recursion_room(4 * self._depth):
             product = self._product(a, b, _UNBOUNDED if limit is None else limit)
             return self.known_minimal(product) if disjoint else self._minimal(product)
+
+    def at_least(self, need: int, families: Iterable[int], limit: int) -> int:
+        """Return the minimal sets of at most ``limit`` elements that hold a set of ``need`` of ``families``.
+
+        These are the minimal cut sets of an AT-LEAST gate (an AND when ``need`` is their number) from its
+        children's, found in one recursion over all of them at once: multiplying them two by two built large
+        products that the order limit then threw away (a 6-member AND made hundreds of sets to keep 34).
+        """
+        kids = []
+        for family in families:
+            if self._minc[family] == 0:
+                need -= 1  # it holds the empty set: it has failed already
+            elif family != EMPTY:
+                kids.append(family)
+        with recursion_room(4 * self._depth):
+            return self._at_least(need, tuple(sorted(kids)), limit, {})
 
     # -- budget -------------------------------------------------------------------------------------------------
 
@@ -579,3 +521,53 @@ def _make_product(z: Zbdd) -> Callable[[int, int, int], int]:
         return r
 
     return product
+
+
+def _make_threshold(z: Zbdd) -> Callable[[int, tuple[int, ...], int, dict[tuple[int, tuple[int, ...], int], int]], int]:
+    """Return the recursion of ``Zbdd.at_least`` as a fast closure (memoised per call, in ``memo``)."""
+    var, lo, hi, minc, mk, union, without = z._var, z._lo, z._hi, z._minc, z._mk, z._union, z._without
+
+    def at_least(need: int, kids: tuple[int, ...], k: int, memo: dict[tuple[int, tuple[int, ...], int], int]) -> int:
+        # kids: sorted, none EMPTY and none holding the empty set (their sets are still to be hit).
+        if need <= 0:
+            return BASE
+        if len(kids) < need or k <= 0 or sorted([minc[x] for x in kids])[need - 1] > k:
+            return EMPTY  # each of ``need`` kids needs one of its sets inside: at least its smallest one
+        key = (need, kids, k)
+        r = memo.get(key)
+        if r is None:
+            if k == 1:  # the variables that are a set of ``need`` kids on their own
+                counts: dict[int, int] = {}
+                for x in kids:
+                    while x > BASE:
+                        if minc[hi[x]] == 0:
+                            counts[var[x]] = counts.get(var[x], 0) + 1
+                        x = lo[x]
+                r = EMPTY
+                for v in sorted((v for v, c in counts.items() if c >= need), reverse=True):
+                    r = mk(v, r, BASE)
+            else:
+                # Split on the smallest variable v: sets without v hit the kids' sets without v; sets with v
+                # hit, with k - 1 more elements, the kids' sets once v is taken out (hi ∪ lo).
+                v = min([var[x] for x in kids])
+                low_kids, high_kids, high_need = [], [], need
+                for x in kids:
+                    if var[x] == v:
+                        if lo[x] != EMPTY:
+                            low_kids.append(lo[x])
+                        taken = union(hi[x], lo[x])
+                        if minc[taken] == 0:
+                            high_need -= 1
+                        else:
+                            high_kids.append(taken)
+                    else:
+                        low_kids.append(x)
+                        high_kids.append(x)
+                low = at_least(need, tuple(sorted(low_kids)), k, memo)
+                high = at_least(high_need, tuple(sorted(high_kids)), k - 1, memo)
+                # A set with v is minimal unless a set without v lies inside it.
+                r = mk(v, low, without(high, low))
+            memo[key] = r
+        return r
+
+    return at_least
