@@ -119,7 +119,10 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
             first_round = time.perf_counter() - started
             break
         await asyncio.sleep(0.05)
-    # The measured window starts after the first round: steady state, at the monitors' own phases.
+    # The measured window starts after the first round and its writes (two state changes per monitor, from
+    # unknown): steady state, at the monitors' own phases.
+    while runtime.states.pending or runtime.results.pending > args.monitors:
+        await asyncio.sleep(0.1)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     checks0 = runtime.scheduler.stats.finished
     runtime.scheduler.stats.lateness.clear()
@@ -192,6 +195,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--workdir", default="")
     parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test, not a measurement)")
+    parser.add_argument("--only", type=int, action="append", help="run only scenario N (1-4); repeatable")
     args = parser.parse_args()
     if args.child:
         import uvloop
@@ -205,6 +209,8 @@ def main() -> None:
         ("3,000 monitors at 1 s (saturation)", 3000, 1, 10 if quick else 30),
         ("10,000 monitors at 60 s", 10_000, 60, 30 if quick else 120),
     ]
+    if args.only:
+        scenarios = [scenarios[n - 1] for n in args.only]
     print(f"Machine: {machine()}\n")
     rows = []
     with target_server() as port:
@@ -226,6 +232,8 @@ def main() -> None:
             f"| {fmt(r['first_round_seconds'], ' s', 1)} | {r['kib_per_monitor']:.2f} KiB |"
         )
     small, large = rows[0][1], rows[-1][1]
+    if small["monitors"] == large["monitors"]:
+        return
     slope = (large["rss_after_mib"] - small["rss_after_mib"]) * 1024 / (large["monitors"] - small["monitors"])
     print(
         f"\nMemory per additional monitor (RSS after the run, {small['monitors']:,} → {large['monitors']:,} "

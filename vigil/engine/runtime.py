@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ RECOMPUTE_DELAY = 0.05  # seconds: one recomputation for a burst of changes (six
 # A recomputation walks every component; on a large model under a storm of changes (the first round after
 # start flips every monitor from unknown) waiting this many times its last duration caps its share of the CPU.
 RECOMPUTE_BACKOFF = 3.0
+_NO_DETAILS: dict[str, Any] = {}  # shared, never mutated (results are frozen)
 DATABASE_GRACE = 60.0  # seconds the database may be unreachable before /healthz says failing
 
 
@@ -85,9 +87,17 @@ class Runtime:
         self._db = database or make_engine(settings.database_url)
         self._context = context or CheckContext(http=HttpClients())
         self.events = EventBus()
-        self.results = ResultWriter.from_settings(self._db, settings)
-        self.states = StateWriter(self._db)
-        self._pings = PingCommitter(self._db, on_ping=self._on_ping)
+        # SQLite has one write lock per database: writers in separate threads would wait on it (and a busy
+        # timeout is no queue: under load one of them gives up with "database is locked"). One writer thread
+        # for results, state changes, pings and upkeep serialises them instead. PostgreSQL takes them at once.
+        self._writer = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-db-writer")
+            if self._db.dialect.name == "sqlite"
+            else None
+        )
+        self.results = ResultWriter.from_settings(self._db, settings, executor=self._writer)
+        self.states = StateWriter(self._db, executor=self._writer)
+        self._pings = PingCommitter(self._db, on_ping=self._on_ping, executor=self._writer)
         self.scheduler: Scheduler[MonitorConfig] = Scheduler(
             runner=self._run,
             on_result=self._on_result,
@@ -188,6 +198,8 @@ class Runtime:
         await self.states.stop()
         if self._context.http is not None:
             await self._context.http.aclose()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
 
     async def reload(self) -> bool:
         """Read the config again and apply it without losing state; on a bad config keep the running one.
@@ -265,9 +277,9 @@ class Runtime:
 
     def _on_result(self, job: Job[MonitorConfig], result: CheckResult, lateness: float) -> None:
         key = job.key
-        if result.monitor_id != key:
-            result = dataclasses.replace(result, monitor_id=key)
-        self.results.add(result)
+        # Stored under the monitor's key, without the details dict the store does not keep: thousands of
+        # results wait in the writer's queue after a burst, and their details would set the memory high-water mark.
+        self.results.add(dataclasses.replace(result, monitor_id=key, details=_NO_DETAILS))
         self._counts.add(job.spec.spec.type, result.outcome)
         tracker = self._trackers.get(key)
         if tracker is None:
@@ -328,7 +340,7 @@ class Runtime:
             await asyncio.sleep(self.settings.rollup_interval)
             purge = time.monotonic() - last_purge > 3600
             try:
-                await asyncio.to_thread(self._upkeep, purge)
+                await asyncio.get_running_loop().run_in_executor(self._writer, self._upkeep, purge)
                 if purge:
                     last_purge = time.monotonic()
             except Exception as exc:  # the database may be down; next round tries again

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,8 +56,11 @@ Operation = StateEvent | CauseUpdate | CheckedUpdate
 class StateWriter:
     """Queue of state operations written in order by a background task (``start``/``stop``)."""
 
-    def __init__(self, engine: Engine, *, flush_interval: float = 0.5, limit: int = 100_000) -> None:
+    def __init__(
+        self, engine: Engine, *, flush_interval: float = 0.5, limit: int = 100_000, executor: Executor | None = None
+    ) -> None:
         self._engine = engine
+        self._executor = executor  # None: the default thread pool
         self._flush_interval = flush_interval
         self._limit = limit
         self._pending: deque[Operation] = deque()
@@ -110,7 +114,7 @@ class StateWriter:
         # (the first round after a start is 2 changes per monitor).
         batch = [self._pending[i] for i in range(min(TRANSACTION_SIZE, len(self._pending)))]
         try:
-            await asyncio.to_thread(self._write, batch)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
         except _UNAVAILABLE as exc:
             self._failures += 1
             if self._failures == 1:
@@ -119,7 +123,7 @@ class StateWriter:
         except Exception:
             # A change the database refuses (its subject deleted meanwhile) must not block the ones after it.
             logger.exception("state changes refused by the database; writing them one by one")
-            await asyncio.to_thread(self._write_each, batch)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._write_each, batch)
         for _ in batch:
             self._pending.popleft()
         if self._failures:

@@ -25,6 +25,8 @@ from vigil.monitors.schemas import HeartbeatMonitorSpec
 
 __all__ = ["Snapshot", "SyncReport", "load_snapshot", "sync_config"]
 
+SYNC_CHUNK = 1000  # rows per bulk statement
+
 
 @dataclass(slots=True)
 class SyncReport:
@@ -75,8 +77,13 @@ def _sync_monitors(session: Session, monitors: Sequence[MonitorConfig], now: dat
     # A token the config now gives to one monitor is taken from any other row first (the column is unique).
     taken = [{"id": key, "heartbeat_token": None} for key, row in current.items() if fixed.get(row[4], key) != key]
     disabled = [{"id": key, "enabled": False} for key, row in current.items() if key not in wanted and row[2]]
+    # Tokens are freed first: a monitor updated or inserted next may take one of them.
+    for rows in (taken, disabled):
+        if rows:
+            session.execute(update(Monitor), rows)
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    added = 0
     stolen = {row["id"] for row in taken}
     for key, config in wanted.items():
         row = current.get(key)
@@ -93,15 +100,22 @@ def _sync_monitors(session: Session, monitors: Sequence[MonitorConfig], now: dat
             report.tokens[key] = token
         if row is None:
             inserts.append({"id": key, "created_at": now, **values})
+            added += 1
         elif row != tuple(values.values()):
             updates.append({"id": key, **values})
-    # Tokens are freed first: a monitor updated or inserted next may take one of them.
-    for rows in (taken, disabled + updates):
-        if rows:
-            session.execute(update(Monitor), rows)
+        if len(inserts) + len(updates) >= SYNC_CHUNK:  # bounded lists: their peak stays in the process's RSS
+            _write_monitors(session, inserts, updates)
+    _write_monitors(session, inserts, updates)
+    report.added_monitors, report.disabled_monitors = added, len(disabled)
+
+
+def _write_monitors(session: Session, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None:
+    if updates:
+        session.execute(update(Monitor), updates)
     if inserts:
         session.execute(insert(Monitor), inserts)
-    report.added_monitors, report.disabled_monitors = len(inserts), len(disabled)
+    inserts.clear()
+    updates.clear()
 
 
 def _public_config(config: MonitorConfig) -> dict[str, Any]:

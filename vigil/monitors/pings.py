@@ -85,6 +85,7 @@ class PingCommitter:
         max_batch: int = 1000,
         max_pending: int = 20_000,
         retry_after: float = 5.0,
+        executor: ThreadPoolExecutor | None = None,
     ) -> None:
         if max_batch < 1 or max_pending < 1 or retry_after <= 0:
             raise ValueError("max_batch and max_pending must be at least 1, retry_after positive")
@@ -94,7 +95,10 @@ class PingCommitter:
         self._max_pending = max_pending
         self._retry_after = retry_after
         self._queue: deque[_Waiting] = deque()
-        self._executor: ThreadPoolExecutor | None = None
+        # A writer thread shared with the other writers (on SQLite, so that they never fight for its one write
+        # lock), or None for a thread of the committer's own, made by start() and ended by stop().
+        self._shared = executor
+        self._executor: ThreadPoolExecutor | None = executor
         self._drainer: asyncio.Task[None] | None = None
         self._sqlite = engine.dialect.name == "sqlite"
         self._accepting = False
@@ -123,9 +127,10 @@ class PingCommitter:
         self._accepting = False
         if self._drainer is not None:
             await asyncio.shield(self._drainer)
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
+        if self._shared is None:
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown(wait=True)
 
     async def record(self, *, token: str, kind: PingKind, at: datetime, body: str | None) -> Ping | None:
         """Record a ping and return it once committed, or None for an unknown token.

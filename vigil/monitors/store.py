@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -360,10 +361,12 @@ class ResultWriter:
         flush_interval: float = 1.0,
         pending_limit: int = 100_000,
         max_backoff: float = 30.0,
+        executor: Executor | None = None,
     ) -> None:
         if batch_size < 1 or pending_limit < 1 or flush_interval <= 0:
             raise ValueError("batch_size and pending_limit must be at least 1, flush_interval positive")
         self._engine = engine
+        self._executor = executor  # None: the default thread pool
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._pending_limit = pending_limit
@@ -381,13 +384,14 @@ class ResultWriter:
         self.rejected = 0
 
     @classmethod
-    def from_settings(cls, engine: Engine, settings: Settings) -> ResultWriter:
+    def from_settings(cls, engine: Engine, settings: Settings, *, executor: Executor | None = None) -> ResultWriter:
         """Return a writer sized by ``write_batch_size``, ``write_flush_interval`` and ``pending_results_limit``."""
         return cls(
             engine,
             batch_size=settings.write_batch_size,
             flush_interval=settings.write_flush_interval,
             pending_limit=settings.pending_results_limit,
+            executor=executor,
         )
 
     @property
@@ -418,7 +422,7 @@ class ResultWriter:
             written = 0
             while self._pending:
                 batch = [self._pending.popleft() for _ in range(min(self._batch_size, len(self._pending)))]
-                report = await asyncio.to_thread(self._write, batch)
+                report = await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
                 written += report.written
                 self.written += report.written
                 self.rejected += report.refused
