@@ -9,7 +9,10 @@ The model -> fault tree build and the Analyzer set-up are timed apart from the a
 whole (build + analysis). (b) runs twice: as a plain loop over the Analyzer, and inside ``vigil.gcpause.gc_paused``
 as ``analyze_model`` runs it (the cyclic garbage collector otherwise walks the growing ZBDD/BDD tables over and
 over). Each part stops after ``--time-limit`` seconds and reports how far it got. ``--report`` also times
-``analyze_model`` end to end (cut sets, probability, SPOF explanations; no importance).
+``analyze_model`` end to end (cut sets, probability, SPOF explanations; no importance), twice: as it runs by
+default (probabilities and SPOF explanations in a forked second process when the model is large enough, see
+``vigil.analysis.parallel``) and in one process (``VIGIL_ANALYSIS_PROCESSES=off``), with the CPU time of this
+process and of its children.
 
     python benchmarks/bench_analysis.py [--components 10000 100000] [--time-limit 600] [--report]
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import os
+import resource
 import sys
 import time
 from collections import Counter
@@ -29,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import fmt_time, header, model_file, table, timed, verdict
 
+from vigil.analysis import parallel
 from vigil.analysis.build import ModelTree, build_fault_tree
 from vigil.analysis.engine import Analyzer
 from vigil.analysis.report import analyze_model, select_services
@@ -100,6 +106,52 @@ def prepare(model: Model) -> tuple[ModelTree, Analyzer, float, float]:
 def describe(run: Run) -> str:
     orders = " / ".join(f"{run.orders.get(o, 0):,}" for o in range(1, max(run.orders, default=1) + 1))
     return f"{run.cut_sets:,} ({orders})"
+
+
+def report_row(model: Model, size_note: str, tops: int, args: argparse.Namespace, setting: str) -> list[str]:
+    """Time ``analyze_model`` with ``VIGIL_ANALYSIS_PROCESSES=setting``; a row of the table."""
+    saved = os.environ.get(parallel.ENV)
+    os.environ[parallel.ENV] = setting
+    gc.collect()
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+
+    def stop(done: int, total: int) -> None:
+        if time.perf_counter() - started > args.time_limit:
+            raise TimeoutError(done)
+
+    try:
+        report = analyze_model(model, max_order=args.max_order, importance=False, progress=stop)
+        seconds: float | None = time.perf_counter() - started
+        done = len(report.services)
+    except TimeoutError as exc:
+        seconds, done = None, int(exc.args[0])
+    finally:
+        if saved is None:
+            os.environ.pop(parallel.ENV, None)
+        else:
+            os.environ[parallel.ENV] = saved
+    own_after, children_after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own_after.ru_utime + own_after.ru_stime - own.ru_utime - own.ru_stime
+    child_cpu = children_after.ru_utime + children_after.ru_stime - children.ru_utime - children.ru_stime
+    target = TARGET_ALL.get(size_of(size_note))
+    how = "one process" if setting == "off" else "default"
+    return [
+        size_note,
+        f"analyze_model(max_order={args.max_order}, importance=False), {how}",
+        f"{done:,}/{tops:,}",
+        "(included)",
+        "-",
+        "-",
+        fmt_time(seconds) if seconds is not None else f"> {args.time_limit:.0f} s",
+        f"CPU: this process {fmt_time(cpu)}, second process {fmt_time(child_cpu) if child_cpu > 1e-3 else 'none'}",
+        f"< {target:.0f} s" if target else "",
+        verdict(seconds, target),
+    ]
+
+
+def size_of(size_note: str) -> int:
+    return int(size_note.split(" ")[0].replace(",", ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,33 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             del analyzer, mtree
 
         if args.report:
-            started = time.perf_counter()
-
-            def stop(done: int, total: int, started: float = started) -> None:
-                if time.perf_counter() - started > args.time_limit:
-                    raise TimeoutError(done)
-
-            try:
-                report = analyze_model(model, max_order=args.max_order, importance=False, progress=stop)
-                seconds: float | None = time.perf_counter() - started
-                done = len(report.services)
-            except TimeoutError as exc:
-                seconds, done = None, int(exc.args[0])
-            target = TARGET_ALL.get(size)
-            rows.append(
-                [
-                    size_note,
-                    f"analyze_model(max_order={args.max_order}, importance=False)",
-                    f"{done:,}/{len(services):,}",
-                    "(included)",
-                    "-",
-                    "-",
-                    fmt_time(seconds) if seconds is not None else f"> {args.time_limit:.0f} s",
-                    "",
-                    f"< {target:.0f} s" if target else "",
-                    verdict(seconds, target),
-                ]
-            )
+            for setting in ("auto", "off"):
+                rows.append(report_row(model, size_note, len(services), args, setting))
         del model
     print(
         table(

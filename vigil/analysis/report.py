@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from vigil.analysis import parallel
 from vigil.analysis.build import ModelTree, build_fault_tree, gate_id
-from vigil.analysis.engine import Analyzer, CutSets
+from vigil.analysis.engine import Analyzer, CutSets, Probability
 from vigil.analysis.faulttree import GateKind
 from vigil.analysis.impact import blast_radius
 from vigil.analysis.spof import SingleFailures
@@ -119,12 +120,30 @@ def _analyze(
     chosen = select_services(model, services)
     mtree = build_fault_tree(model)
     analyzer = Analyzer(mtree.tree)
-    namer = _SpofNamer(model, mtree, [gate_id(sid) for sid in chosen])
+    rest = _Rest(model, mtree, analyzer, [gate_id(sid) for sid in chosen], importance, budget_seconds)
+    # Cut sets stay here (they are diagrams of this process's manager); the rest may go to a second process.
+    background = parallel.start(rest, chosen) if parallel.wanted(len(chosen), len(mtree.tree.events)) else None
     reports = []
-    for done, sid in enumerate(chosen, 1):
-        reports.append(_service_report(model, mtree, analyzer, namer, sid, max_order, importance, budget_seconds))
-        if progress is not None:
-            progress(done, len(chosen))
+    if background is None:
+        for done, sid in enumerate(chosen, 1):
+            reports.append(_service_report(model, sid, analyzer.cut_sets(gate_id(sid), max_order=max_order), rest(sid)))
+            if progress is not None:
+                progress(done, len(chosen))
+    else:
+        try:
+            cuts = []
+            for done, sid in enumerate(chosen, 1):
+                cuts.append(analyzer.cut_sets(gate_id(sid), max_order=max_order))
+                if progress is not None and done < len(chosen):
+                    progress(done, len(chosen))
+            # On any failure of the child the same results are computed here (the memo tables were filled in
+            # the same order, so they are the same to the last bit).
+            results = background.results() or [rest(sid) for sid in chosen]
+        finally:
+            background.cancel()
+        reports = [_service_report(model, sid, c, r) for sid, c, r in zip(chosen, cuts, results, strict=True)]
+        if progress is not None and chosen:
+            progress(len(chosen), len(chosen))
     assumed = sorted(
         [c.id for c in model.components.values() if c.availability_source == "default"]
         + [d.id for d in model.domains.values() if d.availability_source == "default"]
@@ -166,22 +185,53 @@ def what_if(
     return report
 
 
-def _service_report(
-    model: Model,
-    mtree: ModelTree,
-    analyzer: Analyzer,
-    namer: _SpofNamer,
-    sid: str,
-    max_order: int | None,
-    importance: bool,
-    budget_seconds: float,
-) -> ServiceReport:
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What a service's report needs besides its cut sets: small values that a child process can send back."""
+
+    probability: Probability
+    spofs: list[Spof]
+    importance: list[tuple[str, float, float]]
+
+
+class _Rest:
+    """Computes a service's :class:`_Outcome` (in this process, or in a forked child for every service)."""
+
+    def __init__(
+        self,
+        model: Model,
+        mtree: ModelTree,
+        analyzer: Analyzer,
+        tops: list[str],
+        importance: bool,
+        budget_seconds: float,
+    ) -> None:
+        self._model = model
+        self._mtree = mtree
+        self._analyzer = analyzer
+        self._tops = tops
+        self._importance = importance
+        self._budget = budget_seconds
+        self._namer: _SpofNamer | None = None
+
+    def __call__(self, sid: str) -> _Outcome:
+        if self._namer is None:
+            self._namer = _SpofNamer(self._model, self._mtree, self._tops)
+        top = gate_id(sid)
+        prob = self._analyzer.probability(top, budget_seconds=self._budget)
+        spofs = self._namer.describe(top, sid)
+        rows: list[tuple[str, float, float]] = []
+        if self._importance and prob.exact:
+            found = self._analyzer.importance(top)
+            ordered = sorted(found.items(), key=lambda kv: (-kv[1].fussell_vesely, -kv[1].birnbaum, kv[0]))
+            rows = [(k, v.birnbaum, v.fussell_vesely) for k, v in ordered[:10]]
+        return _Outcome(prob, spofs, rows)
+
+
+def _service_report(model: Model, sid: str, cuts: CutSets, outcome: _Outcome) -> ServiceReport:
     comp = model.components[sid]
-    top = gate_id(sid)
-    cuts = analyzer.cut_sets(top, max_order=max_order)
-    prob = analyzer.probability(top, budget_seconds=budget_seconds)
-    spofs = namer.describe(top, sid)
-    report = ServiceReport(
+    prob = outcome.probability
+    return ServiceReport(
         id=sid,
         name=comp.name,
         kind=comp.kind,
@@ -192,16 +242,12 @@ def _service_report(
         availability_lower=1.0 - prob.upper,
         availability_upper=1.0 - prob.lower,
         method=prob.method,
-        spofs=spofs,
+        spofs=outcome.spofs,
         cuts=cuts,
         cut_set_count=cuts.count,
         order_distribution=dict(sorted(cuts.order_distribution.items())),
+        importance=outcome.importance,
     )
-    if importance and prob.exact:
-        rows = analyzer.importance(top)
-        ordered = sorted(rows.items(), key=lambda kv: (-kv[1].fussell_vesely, -kv[1].birnbaum, kv[0]))
-        report.importance = [(k, v.birnbaum, v.fussell_vesely) for k, v in ordered[:10]]
-    return report
 
 
 class _SpofNamer:

@@ -297,12 +297,12 @@ class Zbdd:
         memo, lo, hi = self._orders, self._lo, self._hi
         for n in self._postorder(a, memo):
             low, high = memo[lo[n]], memo[hi[n]]
-            merged = [0] * max(len(low), len(high) + 1)
-            for size, number in enumerate(low):
-                merged[size] += number
-            for size, number in enumerate(high):
-                merged[size + 1] += number
-            memo[n] = tuple(merged)
+            # The sets with the node's variable are one larger: shift ``high`` by one and add ``low``.
+            if len(low) > len(high):
+                memo[n] = (low[0], *map(int.__add__, low[1 : len(high) + 1], high), *low[len(high) + 1 :])
+            else:
+                shifted = (0, *high)
+                memo[n] = (*map(int.__add__, low, shifted), *shifted[len(low) :])
         return {size: number for size, number in enumerate(memo[a]) if number}
 
     def _postorder(self, a: int, done: Container[int]) -> list[int]:
