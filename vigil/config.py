@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     pending_results_limit: int = Field(
         default=100_000, ge=1, description="Results kept in memory while the database is down; beyond, oldest go."
     )
+    incident_quiet_period: float = Field(
+        default=600.0, gt=0, description="Seconds an automatic incident stays in monitoring before it resolves."
+    )
 
     @model_validator(mode="after")
     def _real_secret_outside_development(self) -> Settings:

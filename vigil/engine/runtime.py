@@ -31,6 +31,7 @@ from vigil.engine.scheduler import Job, Scheduler
 from vigil.engine.states import ComponentVerdict, MonitorTracker, component_states, own_state
 from vigil.engine.statewriter import CauseUpdate, StateWriter
 from vigil.engine.sync import Snapshot, SyncReport, load_snapshot, sync_config
+from vigil.incidents.worker import IncidentWorker
 from vigil.model.errors import ModelError, ModelIssue
 from vigil.model.loader import load_model
 from vigil.model.types import Model
@@ -98,6 +99,13 @@ class Runtime:
         self.results = ResultWriter.from_settings(self._db, settings, executor=self._writer)
         self.states = StateWriter(self._db, executor=self._writer)
         self._pings = PingCommitter(self._db, on_ping=self._on_ping, executor=self._writer)
+        # Incidents (issue 4): follows the state_changes outbox the state writer fills; on the writer thread.
+        self.incidents = IncidentWorker(
+            self._db,
+            model=lambda: self.model,
+            quiet_period=timedelta(seconds=settings.incident_quiet_period),
+            executor=self._writer,
+        )
         self.scheduler: Scheduler[MonitorConfig] = Scheduler(
             runner=self._run,
             on_result=self._on_result,
@@ -176,6 +184,7 @@ class Runtime:
         self._install(model, monitor_set, snapshot, first=True)
         await self.results.start()
         await self.states.start()
+        await self.incidents.start()  # after the state writer: it reads what that one writes
         await self._pings.start()
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="vigil-scheduler")
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="vigil-housekeeping"))
@@ -195,6 +204,7 @@ class Runtime:
             self._recompute()
         await self._pings.stop()
         await self.results.stop()
+        await self.incidents.stop()  # before the state writer, as asked; what it has not read waits in the outbox
         await self.states.stop()
         if self._context.http is not None:
             await self._context.http.aclose()

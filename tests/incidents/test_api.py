@@ -1,0 +1,80 @@
+"""The incidents API on a real server: reads open, writes behind the secret key, errors naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from tests.web.support import LocalBackend, serving
+from vigil.config import Settings
+from vigil.db import session_scope
+from vigil.monitors.models import Component
+from vigil.web.app import create_app
+
+pytest_plugins = ["tests.dbfixtures"]
+
+KEY = "k" * 40
+
+
+class KeyedBackend(LocalBackend):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.settings = Settings(environment="development", secret_key=SecretStr(KEY))
+
+
+@pytest.fixture
+def client(engine: Engine) -> Iterator[httpx.Client]:
+    with session_scope(engine) as session:
+        session.add(Component(id="db", name="DB", kind="database"))
+    with serving(create_app(KeyedBackend(engine))) as url, httpx.Client(base_url=url, timeout=10) as http:
+        yield http
+
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def test_writes_need_the_secret_key(client: httpx.Client) -> None:
+    body = {"title": "DB down", "components": {"db": "major_outage"}}
+    assert client.post("/api/v1/incidents", json=body).status_code == 401
+    wrong = {"Authorization": "Bearer " + "x" * 40}
+    assert client.post("/api/v1/incidents", json=body, headers=wrong).status_code == 401
+    assert client.post("/api/v1/incidents", json=body, headers={"Authorization": KEY}).status_code == 401
+    assert client.get("/api/v1/incidents").json() == {"incidents": []}  # nothing was written
+
+
+def test_open_update_ack_resolve_merge(client: httpx.Client) -> None:
+    made = client.post(
+        "/api/v1/incidents", json={"title": "DB down", "components": {"db": "major_outage"}}, headers=AUTH
+    )
+    assert made.status_code == 201, made.text
+    first = made.json()["id"]
+    other = client.post("/api/v1/incidents", json={"title": "Dup"}, headers=AUTH).json()["id"]
+    update = client.post(
+        f"/api/v1/incidents/{first}/updates", json={"message": "On it", "status": "identified"}, headers=AUTH
+    )
+    assert update.status_code == 201 and update.json()["status"] == "identified"
+    assert client.post(f"/api/v1/incidents/{first}/ack", headers=AUTH).json()["acknowledged_at"] is not None
+    merged = client.post(f"/api/v1/incidents/{other}/merge", json={"into": first}, headers=AUTH)
+    assert merged.status_code == 200 and merged.json()["id"] == first
+    assert client.get("/api/v1/incidents", params={"state": "resolved"}).json()["incidents"][0]["id"] == other
+    resolved = client.post(f"/api/v1/incidents/{first}/resolve", json={"message": "Done"}, headers=AUTH).json()
+    assert resolved["status"] == "resolved" and resolved["resolved_at"] is not None
+    timeline = client.get(f"/api/v1/incidents/{first}").json()["timeline"]
+    assert [e["body"] for e in timeline if e["kind"] == "update"][-1] == "Done"
+    assert client.get("/api/v1/incidents", params={"state": "open"}).json() == {"incidents": []}
+
+
+def test_errors_name_the_field(client: httpx.Client) -> None:
+    assert client.get("/api/v1/incidents/999").status_code == 404
+    bad_status = client.post("/api/v1/incidents", json={"title": "x", "status": "bogus"}, headers=AUTH)
+    assert bad_status.status_code == 422 and bad_status.json()["detail"][0]["loc"] == ["body", "status"]
+    unknown = client.post(
+        "/api/v1/incidents", json={"title": "x", "components": {"nope": "major_outage"}}, headers=AUTH
+    )
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "components"]
+    assert client.post("/api/v1/incidents/999/ack", headers=AUTH).status_code == 404
+    assert client.get("/api/v1/incidents", params={"state": "sideways"}).status_code == 422

@@ -1,0 +1,130 @@
+"""Merging and splitting incidents: a person reshapes what the engine (or another person) grouped.
+
+Same conventions as :mod:`vigil.incidents.service`: keyword-only, flush, never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from vigil.incidents.models import EventType, Incident, IncidentComponent, IncidentStatus
+from vigil.incidents.service import (
+    InvalidIncidentError,
+    add_event,
+    moment_or_now,
+    open_for_change,
+    open_incident,
+    refresh_impact,
+    set_status,
+)
+
+__all__ = ["merge_incidents", "split_incident"]
+
+
+def merge_incidents(
+    *, session: Session, source_id: int, target_id: int, author: str | None = None, now: datetime | None = None
+) -> Incident:
+    """Merge ``source_id`` into ``target_id``: its timeline and components join the target (a component in
+    both keeps the target's status); the source is resolved with ``merged_into``. Returns the target.
+
+    Raises IncidentNotFoundError, InvalidIncidentError for merging an incident into itself or a merged one.
+    """
+    now = moment_or_now(now)
+    if source_id == target_id:
+        raise InvalidIncidentError("into: an incident cannot be merged into itself", field="into")
+    source, target = open_for_change(session, source_id), open_for_change(session, target_id)
+    have = {c.component_id for c in target.components}
+    for moved in list(source.components):
+        source.components.remove(moved)
+        if moved.component_id not in have:
+            target.components.append(IncidentComponent(component_id=moved.component_id, status=moved.status))
+    for entry in list(source.updates):
+        entry.incident_id = target.id
+    session.flush()
+    session.expire(source, ["updates"])
+    session.expire(target, ["updates"])
+    target.started_at = min(target.started_at, source.started_at)
+    target.taken_over = True
+    target.updated_at = now
+    refresh_impact(session, target)
+    set_status(source, IncidentStatus.RESOLVED, now)
+    source.merged_into = target.id
+    source.taken_over = True
+    data = {"source": source.id, "target": target.id, "author": author}
+    add_event(
+        session=session,
+        incident=target,
+        event_type=EventType.MERGED,
+        body=f"Incident {source.id} merged in.",
+        at=now,
+        data=data,
+    )
+    add_event(
+        session=session,
+        incident=source,
+        event_type=EventType.MERGED,
+        body=f"Merged into incident {target.id}.",
+        at=now,
+        data=data,
+    )
+    return target
+
+
+def split_incident(
+    *,
+    session: Session,
+    incident_id: int,
+    components: Sequence[str],
+    title: str | None = None,
+    author: str | None = None,
+    now: datetime | None = None,
+) -> Incident:
+    """Move ``components`` of the incident to a new incident (same status and start) and return the new one.
+
+    Raises IncidentNotFoundError, InvalidIncidentError when a component is not affected by it or none would be left.
+    """
+    now = moment_or_now(now)
+    source = open_for_change(session, incident_id)
+    moving = set(components)
+    current = {c.component_id: c for c in source.components}
+    if not moving:
+        raise InvalidIncidentError("components: name at least one component to move", field="components")
+    if missing := sorted(moving - set(current)):
+        message = f"components: not affected by {incident_id}: {', '.join(missing)}"
+        raise InvalidIncidentError(message, field="components")
+    if moving == set(current):
+        raise InvalidIncidentError("components: a split must leave at least one component behind", field="components")
+    moved = {cid: current[cid].status for cid in moving}
+    for cid in moving:
+        source.components.remove(current[cid])
+    cause = source.probable_cause if source.probable_cause in moving else None
+    if cause is not None:
+        source.probable_cause = None
+    new = open_incident(
+        session=session,
+        title=title or f"Split from incident {source.id}: {', '.join(sorted(moving))}",
+        components=moved,
+        status=source.status,
+        author=author,
+        probable_cause=cause,
+        started_at=source.started_at,
+        now=now,
+    )
+    source.taken_over = True
+    source.updated_at = now
+    refresh_impact(session, source)
+    data = {"source": source.id, "new": new.id, "components": sorted(moving), "author": author}
+    body = f"{', '.join(sorted(moving))} moved to incident {new.id}."
+    add_event(session=session, incident=source, event_type=EventType.SPLIT, body=body, at=now, data=data)
+    add_event(
+        session=session,
+        incident=new,
+        event_type=EventType.SPLIT,
+        body=f"Split from incident {source.id}.",
+        at=now,
+        data=data,
+    )
+    return new
