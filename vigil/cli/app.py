@@ -22,7 +22,7 @@ from rich.progress import Progress
 from vigil.analysis.impact import blast_radius
 from vigil.analysis.render import cone, to_dot
 from vigil.analysis.report import analyze_model, what_if
-from vigil.cli import incidentcmd, servecmd, text
+from vigil.cli import incidentcmd, maintenancecmd, servecmd, text
 from vigil.cli.mefcmd import analyze_mef, export_service_mef
 from vigil.cli.payload import impact_payload, report_payload
 from vigil.model.errors import ModelError, ModelIssue
@@ -316,6 +316,7 @@ app.command()(servecmd.reload)
 app.command()(servecmd.heartbeats)
 app.add_typer(servecmd.db_app, name="db")
 app.add_typer(incidentcmd.incident_app, name="incident")
+app.add_typer(maintenancecmd.maintenance_app, name="maintenance")  # scheduled maintenance (issue 4)
 
 
 def main() -> None:

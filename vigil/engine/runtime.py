@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +32,7 @@ from vigil.engine.states import ComponentVerdict, MonitorTracker, component_stat
 from vigil.engine.statewriter import CauseUpdate, StateWriter
 from vigil.engine.sync import Snapshot, SyncReport, load_snapshot, sync_config
 from vigil.incidents.worker import IncidentWorker
+from vigil.maintenance.service import active_components, advance_windows
 from vigil.model.errors import ModelError, ModelIssue
 from vigil.model.loader import load_model
 from vigil.model.types import Model
@@ -54,6 +55,11 @@ RECOMPUTE_DELAY = 0.05  # seconds: one recomputation for a burst of changes (six
 RECOMPUTE_BACKOFF = 3.0
 _NO_DETAILS: dict[str, Any] = {}  # shared, never mutated (results are frozen)
 DATABASE_GRACE = 60.0  # seconds the database may be unreachable before /healthz says failing
+MAINTENANCE_INTERVAL = 5.0  # seconds between two looks at the maintenance windows (start, complete, cancel)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def load_config(paths: Sequence[str | Path]) -> tuple[Model, MonitorSet]:
@@ -82,6 +88,8 @@ class Runtime:
         paths: Sequence[str | Path],
         database: Engine | None = None,
         context: CheckContext | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        maintenance_interval: float = MAINTENANCE_INTERVAL,
     ) -> None:
         self.settings = settings
         self.paths = [Path(p) for p in paths]
@@ -114,6 +122,11 @@ class Runtime:
             batch_window=settings.check_batch_window,
         )
         self.model: Model | None = None
+        # Scheduled maintenance (issue 4): the components of the windows in progress, in maintenance for
+        # component_states; windows start and complete on ``clock`` (a parameter, so tests can move time).
+        self.maintenance: frozenset[str] = frozenset()
+        self.clock = clock
+        self._maintenance_interval = maintenance_interval
         self.monitors: dict[str, MonitorConfig] = {}
         self.issues: list[ModelIssue] = []  # monitors left out of the current config, and why
         self.verdicts: dict[str, ComponentVerdict] = {}
@@ -180,6 +193,8 @@ class Runtime:
         model, monitor_set = await asyncio.to_thread(load_config, self.paths)
         await asyncio.to_thread(upgrade, self._db)
         snapshot = await asyncio.to_thread(self._sync, model, monitor_set)
+        # Before the first recomputation: a component in a window must not flap maintenance → down → maintenance.
+        self.maintenance = await asyncio.to_thread(self._maintenance_round)
         self.started_at = datetime.now(UTC)
         self._install(model, monitor_set, snapshot, first=True)
         await self.results.start()
@@ -188,6 +203,7 @@ class Runtime:
         await self._pings.start()
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="vigil-scheduler")
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="vigil-housekeeping"))
+        self._tasks.append(asyncio.create_task(self._maintenance_loop(), name="vigil-maintenance"))
 
     async def stop(self) -> None:
         """Stop checking, then write everything still in memory."""
@@ -324,7 +340,7 @@ class Runtime:
         started = time.perf_counter()
         own = {cid: own_state(self._trackers[k] for k in keys) for cid, keys in self._by_component.items()}
         try:
-            verdicts = component_states(self.model, own)
+            verdicts = component_states(self.model, own, self.maintenance)
         except Exception:
             logger.exception("deriving component states failed; keeping the previous ones")
             return
@@ -366,6 +382,29 @@ class Runtime:
                 removed = purge_results(session=session, older_than=cutoff)
             if removed:
                 logger.info("purged %d results older than %s", removed, cutoff.isoformat())
+
+    # -- scheduled maintenance (issue 4) ------------------------------------------------------------------
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._maintenance_interval)
+            try:
+                await self.refresh_maintenance()
+            except Exception as exc:  # the database may be down; next round tries again
+                logger.warning("maintenance windows not checked, will retry: %s", exc)
+
+    async def refresh_maintenance(self) -> None:
+        """Start and complete the windows due on the clock, and recompute states if the set of components in
+        maintenance changed (a window ending with a component still down is then an incident at once)."""
+        active = await asyncio.get_running_loop().run_in_executor(self._writer, self._maintenance_round)
+        if active != self.maintenance:
+            self.maintenance = active
+            self._recompute()
+
+    def _maintenance_round(self) -> frozenset[str]:
+        with session_scope(self._db) as session:
+            for window_id, status in advance_windows(session=session, now=self.clock()):
+                logger.info("maintenance %d is now %s", window_id, status.value)
+            return active_components(session=session)
 
     def _gauges(self) -> dict[str, float]:
         stats = self.scheduler.stats

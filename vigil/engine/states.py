@@ -20,7 +20,7 @@ the analysis engine's blast radius over the components seen down:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from vigil.analysis.impact import blast_radius
@@ -109,9 +109,13 @@ def own_state(trackers: Iterable[MonitorTracker]) -> ComponentVerdict:
     return ComponentVerdict(worst.state, None, reason)
 
 
-def component_states(model: Model, own: Mapping[str, ComponentVerdict]) -> dict[str, ComponentVerdict]:
+def component_states(
+    model: Model, own: Mapping[str, ComponentVerdict], maintenance: Collection[str] = ()
+) -> dict[str, ComponentVerdict]:
     """Return the state of every component of ``model`` given what its own monitors say (``own``; missing
-    means unknown). Raises nothing for ids in ``own`` that the model lacks: they are ignored."""
+    means unknown). ``maintenance``: the components of the maintenance windows in progress (issue 4), in
+    maintenance like those declared so in the config. Raises nothing for ids in ``own`` that the model lacks:
+    they are ignored."""
     seen_down = {cid for cid, v in own.items() if v.state is ComponentState.DOWN and cid in model.components}
     impact = blast_radius(model, failed=seen_down)
     down = set(seen_down) | set(impact.failed)
@@ -132,6 +136,10 @@ def component_states(model: Model, own: Mapping[str, ComponentVerdict]) -> dict[
         mine = own.get(cid, ComponentVerdict(ComponentState.UNKNOWN))
         if comp.state is State.MAINTENANCE:
             verdicts[cid] = ComponentVerdict(ComponentState.MAINTENANCE, None, "in maintenance (declared in config)")
+        elif cid in maintenance:
+            # A window in progress: its failures are planned. What its monitors see still feeds the blast radius
+            # above (seen_down), so a dependant outside the window that goes down names it as the cause.
+            verdicts[cid] = ComponentVerdict(ComponentState.MAINTENANCE, None, "in maintenance (scheduled window)")
         elif cid in explained:
             cause = root(cid)
             verdicts[cid] = ComponentVerdict(ComponentState.DOWN, cause, f"{mine.reason or 'down'} (caused by {cause})")

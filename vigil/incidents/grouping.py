@@ -11,6 +11,9 @@ itself when nothing upstream explains it. The rules, applied to the changes in o
 2. A failure that belongs to no open incident opens one: probable cause = its root, affected = the root and
    whatever its blast radius takes down or degrades that the engine sees failing now.
 3. A change of a component already affected updates its status there (a recovery makes it ``operational``).
+   Scheduled maintenance: a component in maintenance opens nothing; one that leaves maintenance still down
+   (the window overran), or one outside a window taken down by a component in it, opens an incident at once
+   whose title says so.
 4. When every affected component is operational, the incident is mitigated and moves to ``monitoring``; a new
    failure moves it back to ``investigating``. After the quiet period in ``monitoring`` it resolves
    (:func:`quiet_resolutions`). An incident a person took over keeps its status: only its components and key
@@ -175,6 +178,7 @@ def _apply(
             status=IncidentStatus.INVESTIGATING,
             components={},
             started_at=change.at,
+            title=_unplanned_title(change, states),
         )
         views.append(view)
         _widen(model, radii, view, change.root, states)
@@ -214,7 +218,7 @@ def _settle(model: Model, view: IncidentView, states: Mapping[str, ComponentStat
     view.impact = impact_of(
         {c: model.components[c].tier for c in view.components if c in model.components}, view.components
     )
-    if view.id is None:
+    if view.id is None and not view.title:  # a maintenance title (see _unplanned_title) is kept
         view.title = _title(model, view)
     recovered = all(status not in _IMPAIRED for status in view.components.values())
     if recovered and view.mitigated_at is None and view.changes:
@@ -231,6 +235,19 @@ def _title(model: Model, view: IncidentView) -> str:
     others = len([c for c in view.components if c != cause])
     state = "degraded" if view.components.get(cause) is ComponentStatus.DEGRADED_PERFORMANCE else "down"
     return f"{what} {state}" + (f", {others} more affected" if others else "")
+
+
+def _unplanned_title(change: Change, states: Mapping[str, ComponentState]) -> str:
+    # Scheduled maintenance (issue 4): a window's own failures are planned (the engine reports its components
+    # in maintenance, which opens nothing). Two failures are not: a component that leaves maintenance still
+    # down (the window ended and the work overran), and a component outside the window taken down by one inside.
+    cid = change.component_id
+    if change.from_state is S.MAINTENANCE and change.to_state is S.DOWN:
+        because = f" (caused by {change.cause})" if change.cause else ""
+        return f"maintenance overran: {cid} still down{because}"
+    if change.cause is not None and change.cause != cid and states.get(change.cause) is S.MAINTENANCE:
+        return f"maintenance of {change.cause} took down {cid}: beyond what was planned"
+    return ""
 
 
 def quiet_resolutions(incidents: Iterable[IncidentView], *, now: datetime, quiet_period: timedelta) -> list[int]:

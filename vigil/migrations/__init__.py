@@ -14,7 +14,7 @@ __all__ = ["MODEL_MODULES", "target_metadata"]
 
 # Every module that defines tables. Autogenerate compares the database with what these import, so a domain
 # that adds tables adds its models module here.
-MODEL_MODULES = ("vigil.monitors.models", "vigil.incidents.models")
+MODEL_MODULES = ("vigil.monitors.models", "vigil.incidents.models", "vigil.maintenance.models")  # 0004: maintenance
 
 
 def target_metadata() -> MetaData:
