@@ -23,7 +23,7 @@ __all__ = ["ENV_PREFIX", "FILE_FIELDS", "Environment", "Settings", "get_settings
 
 ENV_PREFIX = "VIGIL_"
 # The settings that may hold a secret: a database URL carries its password.
-FILE_FIELDS = ("secret_key", "database_url")
+FILE_FIELDS = ("secret_key", "database_url", "integration_token")  # integration_token: incoming alerts
 # Values people paste from examples; refused like an empty key outside development.
 _PLACEHOLDER_SECRETS = frozenset({"changethis", "change-me", "changeme", "secret", "vigil"})
 _MIN_SECRET_LENGTH = 16
@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     incident_quiet_period: float = Field(
         default=600.0, gt=0, description="Seconds an automatic incident stays in monitoring before it resolves."
     )
+    # Incoming alerts (issue 4, docs/alerts.md): the webhooks' bearer token, and the label → component mapping.
+    integration_token: SecretStr = Field(default=SecretStr(""), description="Bearer token of the alert webhooks.")
+    alert_mapping: Path | None = Field(default=None, description="YAML file mapping alert labels to components.")
 
     @model_validator(mode="after")
     def _real_secret_outside_development(self) -> Settings:

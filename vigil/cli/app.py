@@ -31,6 +31,7 @@ from vigil.model.schema import file_json_schema
 from vigil.model.types import Model, State
 from vigil.monitors.config import monitors_of
 from vigil.monitors.schemas import monitor_json_schema
+from vigil.notify.config import notifications_of
 
 __all__ = ["app", "main"]
 
@@ -295,13 +296,15 @@ def validate(models: ModelArg) -> None:
         model = load_model(models)
     except ModelError as exc:
         # The monitors of the entries that did load are checked too: every problem in one run.
-        partial = monitors_of(exc.partial).issues if exc.partial is not None else []
+        partial = [*monitors_of(exc.partial).issues, *notifications_of(exc.partial).issues] if exc.partial else []
         _fail_with_issues([*exc.issues, *partial])
     found = monitors_of(model)
-    if found.issues:
-        _fail_with_issues(found.issues)
+    notify = notifications_of(model)  # channels and routes (issue 4): an Apprise URL Apprise refuses, say
+    if found.issues or notify.issues:
+        _fail_with_issues([*found.issues, *notify.issues])
     counts = f"{len(model.components)} components, {len(model.domains)} failure domains"
-    _err.print(f"ok: {counts}, {len(found.monitors)} monitors", highlight=False)
+    channels = f", {len(notify.channels)} notification channels" if notify.channels else ""
+    _err.print(f"ok: {counts}, {len(found.monitors)} monitors{channels}", highlight=False)
 
 
 @app.command()

@@ -44,6 +44,7 @@ from vigil.monitors.registry import CheckContext, HttpClients, run_check
 from vigil.monitors.result import CheckResult
 from vigil.monitors.rollup import rollup_due
 from vigil.monitors.store import ResultWriter, purge_results
+from vigil.notify.dispatcher import Dispatcher
 
 __all__ = ["Runtime", "load_config"]
 
@@ -107,12 +108,15 @@ class Runtime:
         self.results = ResultWriter.from_settings(self._db, settings, executor=self._writer)
         self.states = StateWriter(self._db, executor=self._writer)
         self._pings = PingCommitter(self._db, on_ping=self._on_ping, executor=self._writer)
+        # Notifications (issue 4): sends the deliveries the incident worker queues through its hook.
+        self.notify = Dispatcher(self._db, executor=self._writer)
         # Incidents (issue 4): follows the state_changes outbox the state writer fills; on the writer thread.
         self.incidents = IncidentWorker(
             self._db,
             model=lambda: self.model,
             quiet_period=timedelta(seconds=settings.incident_quiet_period),
             executor=self._writer,
+            on_change=self.notify.enqueue,
         )
         self.scheduler: Scheduler[MonitorConfig] = Scheduler(
             runner=self._run,
@@ -191,6 +195,7 @@ class Runtime:
         Raises ModelError when the config cannot be used at all (nothing is started then).
         """
         model, monitor_set = await asyncio.to_thread(load_config, self.paths)
+        await asyncio.to_thread(self.notify.configure, model)  # channels and routes (Apprise checks the URLs)
         await asyncio.to_thread(upgrade, self._db)
         snapshot = await asyncio.to_thread(self._sync, model, monitor_set)
         # Before the first recomputation: a component in a window must not flap maintenance → down → maintenance.
@@ -200,6 +205,7 @@ class Runtime:
         await self.results.start()
         await self.states.start()
         await self.incidents.start()  # after the state writer: it reads what that one writes
+        await self.notify.start()  # sends what the incident worker queues
         await self._pings.start()
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="vigil-scheduler")
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="vigil-housekeeping"))
@@ -221,6 +227,7 @@ class Runtime:
         await self._pings.stop()
         await self.results.stop()
         await self.incidents.stop()  # before the state writer, as asked; what it has not read waits in the outbox
+        await self.notify.stop()  # after the worker's last round; unsent deliveries wait for the next start
         await self.states.stop()
         if self._context.http is not None:
             await self._context.http.aclose()
@@ -236,6 +243,7 @@ class Runtime:
             try:
                 model, monitor_set = await asyncio.to_thread(load_config, self.paths)
                 snapshot = await asyncio.to_thread(self._sync, model, monitor_set)
+                await asyncio.to_thread(self.notify.configure, model)  # the new channels and routes
             except ModelError as exc:
                 self.last_reload_error = str(exc)
                 logger.error("config not reloaded, the running one stays:\n%s", exc)
@@ -260,7 +268,9 @@ class Runtime:
         for issue in monitor_set.issues:
             logger.error("monitor left out: %s", issue)
         self.model = model
-        self.issues = list(monitor_set.issues)
+        self.issues = [*monitor_set.issues, *self.notify.config.issues]  # channels/routes left out too
+        for issue in self.notify.config.issues:
+            logger.error("notification channel or route left out: %s", issue)
         self.monitors = {config.key: config for config in monitor_set.monitors}
         for key in set(self._trackers) - set(self.monitors):
             del self._trackers[key]

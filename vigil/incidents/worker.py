@@ -30,12 +30,16 @@ from vigil.model.types import Model
 from vigil.monitors.models import Component, ComponentState, StateChange
 from vigil.monitors.store import state_changes_since
 
-__all__ = ["CONSUMER", "IncidentWorker", "ensure_cursor", "process_outbox", "resolve_quiet"]
+__all__ = ["CONSUMER", "ChangeHook", "IncidentWorker", "ensure_cursor", "process_outbox", "resolve_quiet"]
 
 logger = logging.getLogger(__name__)
 
 CONSUMER = "incidents"
 BATCH_SIZE = 500  # outbox rows per transaction
+
+# Notifications (issue 4): called for each incident the worker opens (previous status None) or moves to another
+# status, in the transaction of that change, so what it queues commits or rolls back with the change itself.
+ChangeHook = Callable[[Session, Incident, IncidentStatus | None, datetime], None]
 
 
 def _utcnow() -> datetime:
@@ -77,7 +81,9 @@ def _view(incident: Incident) -> IncidentView:
     )
 
 
-def process_outbox(*, session: Session, model: Model, now: datetime, limit: int = BATCH_SIZE) -> int:
+def process_outbox(
+    *, session: Session, model: Model, now: datetime, limit: int = BATCH_SIZE, on_change: ChangeHook | None = None
+) -> int:
     """Apply the next ``limit`` outbox rows after the cursor to incidents and move the cursor past them.
 
     Returns how many outbox rows were consumed (monitor changes included, which grouping skips: their
@@ -97,13 +103,15 @@ def process_outbox(*, session: Session, model: Model, now: datetime, limit: int 
         if r.component_id is not None
     ]
     if changes:
-        _apply_changes(session, model, changes, now)
+        _apply_changes(session, model, changes, now, on_change)
     cursor.last_id = rows[-1].id
     session.flush()
     return len(rows)
 
 
-def _apply_changes(session: Session, model: Model, changes: list[Change], now: datetime) -> None:
+def _apply_changes(
+    session: Session, model: Model, changes: list[Change], now: datetime, on_change: ChangeHook | None
+) -> None:
     incidents = {i.id: i for i in _open_incidents(session)}
     # A comprehension, not dict(): a Result has keys() (its column names), so dict() would take it for a mapping.
     states: dict[str, ComponentState] = {
@@ -115,9 +123,14 @@ def _apply_changes(session: Session, model: Model, changes: list[Change], now: d
     decided = group_changes(model, [_view(i) for i in incidents.values()], changes, states)
     for view in decided:
         if view.id is None:
-            _open_auto(session, view, now)
+            incident = _open_auto(session, view, now)
+            if on_change is not None:
+                on_change(session, incident, None, now)
         else:
+            previous = incidents[view.id].status
             _update_auto(session, incidents[view.id], view, now)
+            if on_change is not None and incidents[view.id].status is not previous:
+                on_change(session, incidents[view.id], previous, now)
 
 
 def _state_event(session: Session, incident: Incident, change: Change) -> None:
@@ -134,7 +147,7 @@ def _state_event(session: Session, incident: Incident, change: Change) -> None:
     add_event(session=session, incident=incident, event_type=EventType.STATE_CHANGE, body=body, at=change.at, data=data)
 
 
-def _open_auto(session: Session, view: IncidentView, now: datetime) -> None:
+def _open_auto(session: Session, view: IncidentView, now: datetime) -> Incident:
     known = set(session.scalars(select(Component.id).where(Component.id.in_(sorted(view.components)))))
     incident = open_incident(
         session=session,
@@ -150,6 +163,7 @@ def _open_auto(session: Session, view: IncidentView, now: datetime) -> None:
     for change in view.changes:
         _state_event(session, incident, change)
     logger.info("incident %d opened: %s", incident.id, view.title)
+    return incident
 
 
 def _update_auto(session: Session, incident: Incident, view: IncidentView, now: datetime) -> None:
@@ -181,12 +195,15 @@ def _update_auto(session: Session, incident: Incident, view: IncidentView, now: 
     session.flush()
 
 
-def resolve_quiet(*, session: Session, now: datetime, quiet_period: timedelta) -> list[int]:
+def resolve_quiet(
+    *, session: Session, now: datetime, quiet_period: timedelta, on_change: ChangeHook | None = None
+) -> list[int]:
     """Resolve the automatic incidents quiet in ``monitoring`` for ``quiet_period``; return their ids."""
     incidents = {i.id: i for i in _open_incidents(session)}
     done = quiet_resolutions([_view(i) for i in incidents.values()], now=now, quiet_period=quiet_period)
     for incident_id in done:
         incident = incidents[incident_id]
+        previous = incident.status
         set_status(incident, IncidentStatus.RESOLVED, now)
         minutes = quiet_period.total_seconds() / 60
         body = f"No new failure for {minutes:g} min after recovery; resolved."
@@ -198,6 +215,8 @@ def resolve_quiet(*, session: Session, now: datetime, quiet_period: timedelta) -
             at=now,
             status=IncidentStatus.RESOLVED,
         )
+        if on_change is not None:
+            on_change(session, incident, previous, now)
         logger.info("incident %d resolved after its quiet period", incident_id)
     return done
 
@@ -218,8 +237,10 @@ class IncidentWorker:
         clock: Callable[[], datetime] = _utcnow,
         poll_interval: float = 1.0,
         executor: Executor | None = None,
+        on_change: ChangeHook | None = None,
     ) -> None:
         self._engine = engine
+        self._on_change = on_change  # notifications (issue 4)
         self._model = model
         self.quiet_period = quiet_period
         self.clock = clock
@@ -238,12 +259,12 @@ class IncidentWorker:
         total = 0
         while True:
             with session_scope(self._engine) as session:
-                count = process_outbox(session=session, model=model, now=self.clock())
+                count = process_outbox(session=session, model=model, now=self.clock(), on_change=self._on_change)
             total += count
             if count < BATCH_SIZE:
                 break
         with session_scope(self._engine) as session:
-            resolve_quiet(session=session, now=self.clock(), quiet_period=self.quiet_period)
+            resolve_quiet(session=session, now=self.clock(), quiet_period=self.quiet_period, on_change=self._on_change)
         self.processed += total
         return total
 

@@ -14,7 +14,13 @@ __all__ = ["MODEL_MODULES", "target_metadata"]
 
 # Every module that defines tables. Autogenerate compares the database with what these import, so a domain
 # that adds tables adds its models module here.
-MODEL_MODULES = ("vigil.monitors.models", "vigil.incidents.models", "vigil.maintenance.models")  # 0004: maintenance
+MODEL_MODULES = (
+    "vigil.monitors.models",
+    "vigil.incidents.models",
+    "vigil.maintenance.models",  # 0004: maintenance
+    "vigil.notify.models",  # 0005: notification deliveries
+    "vigil.alerts.models",  # 0006: incoming alerts
+)
 
 
 def target_metadata() -> MetaData:

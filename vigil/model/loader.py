@@ -7,7 +7,7 @@ files) and raised together as one :class:`~vigil.model.errors.ModelError`, each 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from vigil.model.schema import (
     DomainSpec,
     RefSpec,
 )
-from vigil.model.types import Component, Domain, GroupMode, Model, MonitorEntry, Requirement
+from vigil.model.types import Component, Domain, GroupMode, Model, MonitorEntry, RawSection, Requirement
 from vigil.model.validate import Entry, Source, check_references
 from vigil.model.yamlio import YamlSyntaxError, load_yaml
 
@@ -37,7 +37,8 @@ _DOMAIN = TypeAdapter(DomainSpec)
 _COMPONENTS = TypeAdapter(list[ComponentSpec])
 _DOMAINS = TypeAdapter(list[DomainSpec])
 _DEFAULTS = TypeAdapter(DefaultsSpec)
-_TOP_KEYS = ("version", "name", "defaults", "domains", "components")
+# `notifications` is carried raw (RawSection) and validated by vigil.notify.config (issue 4).
+_TOP_KEYS = ("version", "name", "defaults", "domains", "components", "notifications")
 
 
 @dataclass(slots=True)
@@ -47,6 +48,7 @@ class _Collected:
     issues: list[ModelIssue]
     name: str | None = None
     default_availability: float | None = None
+    notifications: list[RawSection] = field(default_factory=list)  # raw `notifications:` sections, per file
 
 
 def find_model_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[ModelIssue]]:
@@ -137,6 +139,8 @@ def _collect_file(filename: str, text: str, out: _Collected) -> None:
         if key not in _TOP_KEYS:
             out.issues.append(source.issue((str(key),), f"unknown key (expected {', '.join(_TOP_KEYS)})"))
     _collect_head(source, out)
+    if "notifications" in data:  # kept raw; lines (not the Source) so that the file's data is not kept alive
+        out.notifications.append(RawSection(data["notifications"], ("notifications",), source.lines))
     _collect_section(source, "domains", _DOMAINS, _DOMAIN, out)
     _collect_section(source, "components", _COMPONENTS, _COMPONENT, out)
 
@@ -248,4 +252,4 @@ def _build(collected: _Collected, sources: tuple[str, ...]) -> Model:
             monitors=_monitor_entries(entry, spec.monitors) if spec.monitors else (),
         )
     name = collected.name or (Path(sources[0]).stem if sources else "model")
-    return Model(name, components, domains, default, sources)
+    return Model(name, components, domains, default, sources, tuple(collected.notifications))

@@ -251,6 +251,10 @@ class FileSpec(_Spec):
     defaults: DefaultsSpec | None = None
     domains: list[DomainSpec] = Field(default_factory=list)
     components: list[ComponentSpec] = Field(default_factory=list)
+    # Validated by vigil.notify.config, not here (the model does not import the notifications domain).
+    notifications: dict[str, Any] | None = Field(
+        default=None, description="Notification channels and routes (docs/notifications.md)."
+    )
 
 
 def file_json_schema(monitor_schema: Mapping[str, Any] | None = None) -> dict[str, Any]:

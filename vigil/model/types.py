@@ -24,6 +24,7 @@ __all__ = [
     "GroupMode",
     "Model",
     "MonitorEntry",
+    "RawSection",
     "Requirement",
     "State",
     "Tier",
@@ -144,6 +145,27 @@ class MonitorEntry:
 
 
 @dataclass(slots=True)
+class RawSection:
+    """A top-level section the model carries without understanding it (``notifications:``, issue 4).
+
+    As with :class:`MonitorEntry`, the domain that owns it (``vigil.notify.config``) validates it and places its
+    problems with ``lines``; the model never imports that domain.
+    """
+
+    data: Any
+    path: tuple[str | int, ...]  # ("notifications",)
+    lines: Lines = field(repr=False, compare=False)
+
+    @property
+    def file(self) -> str:
+        return self.lines.file
+
+    def issue(self, sub: tuple[str | int, ...], message: str) -> ModelIssue:
+        path = (*self.path, *sub)
+        return ModelIssue(self.lines.file, self.lines.line(path), dotted(path), message)
+
+
+@dataclass(slots=True)
 class Component:
     id: str
     kind: str
@@ -186,6 +208,7 @@ class Model:
     domains: dict[str, Domain]
     default_availability: float = 0.999
     sources: tuple[str, ...] = ()
+    notifications: tuple[RawSection, ...] = ()  # one per file with a `notifications:` section, unvalidated
 
     def node_ids(self) -> list[str]:
         return [*self.domains, *self.components]
@@ -218,4 +241,4 @@ class Model:
                 doms[node_id] = replace(doms[node_id], state=state)
             else:
                 raise KeyError(node_id)
-        return Model(self.name, comps, doms, self.default_availability, self.sources)
+        return Model(self.name, comps, doms, self.default_availability, self.sources, self.notifications)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from vigil import __version__
-from vigil.web import api, incidents, maintenance, ops
+from vigil.web import alerts, api, incidents, maintenance, ops
 from vigil.web.backend import Backend
 from vigil.web.pings import PingMiddleware
 
@@ -34,4 +34,5 @@ def create_app(backend: Backend) -> FastAPI:
     app.include_router(api.router)
     app.include_router(incidents.router)
     app.include_router(maintenance.router)  # scheduled maintenance (issue 4)
+    app.include_router(alerts.router)  # incoming alerts (issue 4): Alertmanager and generic webhooks
     return app

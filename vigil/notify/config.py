@@ -1,0 +1,174 @@
+"""The ``notifications:`` section of the config: channels and the routes that send incident changes to them.
+
+The model carries the section raw (:class:`vigil.model.types.RawSection`, one per file), as it carries
+monitors: :func:`notifications_of` validates it here and returns the valid channels and routes plus one
+:class:`~vigil.model.errors.ModelIssue` (file, line, field) per problem. A bad channel (an Apprise URL that
+Apprise refuses, say) is left out and the rest works; a route naming it keeps its other channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from vigil.incidents.models import Impact
+from vigil.model.errors import ModelIssue, schema_issues
+from vigil.model.types import Model, RawSection
+
+__all__ = [
+    "AppriseChannel",
+    "ChannelSpec",
+    "NotifyConfig",
+    "RouteSpec",
+    "SmtpChannel",
+    "WebhookChannel",
+    "apprise_accepts",
+    "notifications_of",
+]
+
+ChannelId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Timeout = Annotated[float, Field(default=10.0, gt=0, le=300, description="Seconds one delivery may take.")]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AppriseChannel(_Spec):
+    """Any service Apprise speaks (Slack, Matrix, Teams, ntfy, Telegram, mailto...), by its URL."""
+
+    id: ChannelId
+    type: Literal["apprise"]
+    url: str = Field(min_length=1)
+    timeout: Timeout = 10.0
+
+
+class WebhookChannel(_Spec):
+    """A signed JSON POST (see docs/notifications.md for the signature scheme)."""
+
+    id: ChannelId
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://", min_length=8)
+    secret: str = Field(min_length=16, description="HMAC-SHA256 key shared with the receiver.")
+    timeout: Timeout = 10.0
+
+
+class SmtpChannel(_Spec):
+    id: ChannelId
+    type: Literal["smtp"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=25, ge=1, le=65535)
+    sender: str = Field(alias="from", min_length=3)
+    to: list[str] = Field(min_length=1)
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout: Timeout = 10.0
+
+
+ChannelSpec = Annotated[AppriseChannel | WebhookChannel | SmtpChannel, Field(discriminator="type")]
+CHANNEL_TYPES = ("apprise", "webhook", "smtp")  # in the order messages list them
+
+
+class RouteSpec(_Spec):
+    """Which incident changes go to which channels. An empty ``owners`` or ``components`` matches any."""
+
+    channels: list[ChannelId] = Field(min_length=1)
+    owners: list[str] = Field(default_factory=list, description="Owner/team of an affected component.")
+    components: list[str] = Field(default_factory=list, description="Ids of affected components.")
+    min_impact: Impact = Field(default=Impact.NONE, description="Least incident impact that is sent.")
+
+
+# One adapter per type, picked by the entry's type: a discriminated union would put the tag in error paths.
+_CHANNELS: dict[str, TypeAdapter[Any]] = {
+    "apprise": TypeAdapter(AppriseChannel),
+    "webhook": TypeAdapter(WebhookChannel),
+    "smtp": TypeAdapter(SmtpChannel),
+}
+_ROUTE = TypeAdapter(RouteSpec)
+
+
+@dataclass(slots=True)
+class NotifyConfig:
+    """The valid channels (by id) and routes, and the problems of what was left out."""
+
+    channels: dict[str, AppriseChannel | WebhookChannel | SmtpChannel] = field(default_factory=dict)
+    routes: list[RouteSpec] = field(default_factory=list)
+    issues: list[ModelIssue] = field(default_factory=list)
+
+
+def apprise_accepts(url: str) -> bool:
+    """Return whether Apprise knows the URL's service and can parse it (no network is used)."""
+    import apprise  # imported here: it loads every plugin, which only configs with Apprise channels need
+
+    return bool(apprise.Apprise().add(url))
+
+
+def notifications_of(model: Model) -> NotifyConfig:
+    """Validate every file's ``notifications:`` section; return the valid channels and routes and the issues.
+
+    Left out, each with an issue: an entry that fails the schema, a channel whose id an earlier one has, an
+    Apprise URL Apprise refuses. A route's unknown channel ids are issues too; the route keeps the others.
+    """
+    config = NotifyConfig()
+    pending_routes: list[tuple[RawSection, int, RouteSpec]] = []
+    for section in model.notifications:
+        data = section.data
+        if not isinstance(data, Mapping):
+            config.issues.append(section.issue((), "must be a mapping with 'channels:' and 'routes:'"))
+            continue
+        for key in data:
+            if key not in ("channels", "routes"):
+                config.issues.append(section.issue((str(key),), "unknown key (expected channels, routes)"))
+        for index, item in enumerate(_list(section, data, "channels", config.issues)):
+            _add_channel(section, index, item, config)
+        for index, item in enumerate(_list(section, data, "routes", config.issues)):
+            try:
+                pending_routes.append((section, index, _ROUTE.validate_python(item)))
+            except ValidationError as exc:
+                config.issues.extend(schema_issues(section.lines, (*section.path, "routes", index), exc))
+    # Routes are checked once every file's channels are known: a route may name a channel of another file.
+    for section, index, route in pending_routes:
+        for position, channel_id in enumerate(route.channels):
+            if channel_id not in config.channels:
+                where = ("routes", index, "channels", position)
+                config.issues.append(section.issue(where, f"unknown or invalid channel {channel_id!r}"))
+        known = [c for c in route.channels if c in config.channels]
+        if known:
+            config.routes.append(route.model_copy(update={"channels": known}))
+    return config
+
+
+def _list(section: RawSection, data: Mapping[str, Any], key: str, issues: list[ModelIssue]) -> list[Any]:
+    items = data.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        issues.append(section.issue((key,), "must be a list"))
+        return []
+    return items
+
+
+def _add_channel(section: RawSection, index: int, item: Any, config: NotifyConfig) -> None:
+    path = ("channels", index)
+    if not isinstance(item, Mapping) or item.get("type") not in CHANNEL_TYPES:
+        sub = ("type",) if isinstance(item, Mapping) else ()
+        config.issues.append(section.issue((*path, *sub), f"a channel needs a type: one of {', '.join(CHANNEL_TYPES)}"))
+        return
+    try:
+        channel: AppriseChannel | WebhookChannel | SmtpChannel = _CHANNELS[item["type"]].validate_python(item)
+    except ValidationError as exc:
+        config.issues.extend(schema_issues(section.lines, (*section.path, *path), exc))
+        return
+    if channel.id in config.channels:
+        config.issues.append(section.issue((*path, "id"), f"duplicate channel id {channel.id!r}"))
+        return
+    if isinstance(channel, AppriseChannel) and not apprise_accepts(channel.url):
+        # The URL itself may hold a token: name the scheme only.
+        scheme = channel.url.split("://", 1)[0]
+        config.issues.append(section.issue((*path, "url"), f"Apprise does not accept this URL (scheme {scheme!r})"))
+        return
+    config.channels[channel.id] = channel

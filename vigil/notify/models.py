@@ -1,0 +1,60 @@
+"""The outbox of notifications: one :class:`Delivery` per (incident change, channel), sent and retried by the
+dispatcher (:mod:`vigil.notify.dispatcher`). Rows are written in the transaction that changes the incident, so a
+change is never lost nor notified without having happened.
+
+Statuses are stored as values in a plain ``VARCHAR``, as everywhere in Vigil: a new status is a code change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vigil.db import Base
+
+__all__ = ["ChangeKind", "Delivery", "DeliveryStatus"]
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its (next) attempt at next_attempt_at
+    SENT = "sent"
+    FAILED = "failed"  # gave up after the last attempt
+
+
+class ChangeKind(StrEnum):
+    """What happened to the incident that is being told."""
+
+    OPENED = "opened"
+    STATUS = "status"
+
+
+def _enum(enum: type[StrEnum], length: int = 16) -> Enum:
+    return Enum(
+        enum, native_enum=False, create_constraint=False, length=length, values_callable=lambda e: [m.value for m in e]
+    )
+
+
+class Delivery(Base):
+    __tablename__ = "notification_deliveries"
+    # The dispatcher's query: pending rows by due time.
+    __table_args__ = (Index("ix_notification_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[str] = mapped_column(String(200))  # not a foreign key: channels live in the config
+    change: Mapped[ChangeKind] = mapped_column(_enum(ChangeKind))
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # The message as of the change (incident, status, components), so a late retry tells what happened then.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
