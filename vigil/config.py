@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # Incoming alerts (issue 4, docs/alerts.md): the webhooks' bearer token, and the label → component mapping.
     integration_token: SecretStr = Field(default=SecretStr(""), description="Bearer token of the alert webhooks.")
     alert_mapping: Path | None = Field(default=None, description="YAML file mapping alert labels to components.")
+    # Subscribers (issue 4, docs/subscribers.md): the links in messages (confirm, unsubscribe) start with this.
+    public_url: str = "http://127.0.0.1:8080"
 
     @model_validator(mode="after")
     def _real_secret_outside_development(self) -> Settings:

@@ -45,6 +45,7 @@ from vigil.monitors.result import CheckResult
 from vigil.monitors.rollup import rollup_due
 from vigil.monitors.store import ResultWriter, purge_results
 from vigil.notify.dispatcher import Dispatcher
+from vigil.notify.escalation import AckLinks
 
 __all__ = ["Runtime", "load_config"]
 
@@ -110,6 +111,9 @@ class Runtime:
         self._pings = PingCommitter(self._db, on_ping=self._on_ping, executor=self._writer)
         # Notifications (issue 4): sends the deliveries the incident worker queues through its hook.
         self.notify = Dispatcher(self._db, executor=self._writer)
+        # Escalation (issue 4): reminders and escalation run in the dispatcher's loop; messages carry ack links.
+        if key := settings.secret_key.get_secret_value():
+            self.notify.ack_url = AckLinks(key, settings.public_url)
         # Incidents (issue 4): follows the state_changes outbox the state writer fills; on the writer thread.
         self.incidents = IncidentWorker(
             self._db,

@@ -23,6 +23,7 @@ from vigil.maintenance.models import TITLE_LIMIT, Maintenance, MaintenanceCompon
 from vigil.maintenance.whatif import Finding, check_window
 from vigil.model.types import Model
 from vigil.monitors.models import Component, ComponentState
+from vigil.notify.subscribers import fan_out_maintenance  # subscribers (0007): maintenance announcements
 
 __all__ = [
     "InvalidMaintenanceError",
@@ -148,6 +149,7 @@ def schedule_maintenance(
     )
     session.add(window)
     session.flush()
+    fan_out_maintenance(session=session, window=window, now=_now(now))  # subscribers (0007)
     return window
 
 
@@ -195,6 +197,7 @@ def start_maintenance(*, session: Session, maintenance_id: int, now: datetime | 
     window = get_maintenance(session=session, maintenance_id=maintenance_id)
     _move(window, (M.SCHEDULED,), M.IN_PROGRESS, _now(now))
     session.flush()
+    fan_out_maintenance(session=session, window=window, now=_now(now))  # subscribers (0007)
     return window
 
 
@@ -203,6 +206,7 @@ def complete_maintenance(*, session: Session, maintenance_id: int, now: datetime
     window = get_maintenance(session=session, maintenance_id=maintenance_id)
     _move(window, (M.IN_PROGRESS,), M.COMPLETED, _now(now))
     session.flush()
+    fan_out_maintenance(session=session, window=window, now=_now(now))  # subscribers (0007)
     return window
 
 
@@ -226,9 +230,11 @@ def advance_windows(*, session: Session, now: datetime) -> list[tuple[int, Maint
         if window.status is M.SCHEDULED and window.auto_start and _aware(window.starts_at) <= now:
             _move(window, (M.SCHEDULED,), M.IN_PROGRESS, now)
             changed.append((window.id, M.IN_PROGRESS))
+            fan_out_maintenance(session=session, window=window, now=now)  # subscribers (0007)
         if window.status is M.IN_PROGRESS and window.auto_complete and _aware(window.ends_at) <= now:
             _move(window, (M.IN_PROGRESS,), M.COMPLETED, now)
             changed.append((window.id, M.COMPLETED))
+            fan_out_maintenance(session=session, window=window, now=now)  # subscribers (0007)
     session.flush()
     return changed
 

@@ -18,7 +18,7 @@ MODEL_MODULES = (
     "vigil.monitors.models",
     "vigil.incidents.models",
     "vigil.maintenance.models",  # 0004: maintenance
-    "vigil.notify.models",  # 0005: notification deliveries
+    "vigil.notify.models",  # 0005: notification deliveries; 0007: subscribers
     "vigil.alerts.models",  # 0006: incoming alerts
 )
 

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from vigil.incidents.models import Impact
 from vigil.model.errors import ModelIssue, schema_issues
+from vigil.model.schema import parse_duration
 from vigil.model.types import Model, RawSection
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 ChannelId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(json_schema_extra={"type": "string"})]
 Timeout = Annotated[float, Field(default=10.0, gt=0, le=300, description="Seconds one delivery may take.")]
 
 
@@ -80,6 +82,16 @@ class RouteSpec(_Spec):
     owners: list[str] = Field(default_factory=list, description="Owner/team of an affected component.")
     components: list[str] = Field(default_factory=list, description="Ids of affected components.")
     min_impact: Impact = Field(default=Impact.NONE, description="Least incident impact that is sent.")
+    # Escalation (issue 4, vigil/notify/escalation.py): seconds, written with units ('15m', '1h').
+    remind_every: Seconds | None = Field(default=None, description="Remind the channels while unacknowledged.")
+    escalate_after: Seconds | None = Field(default=None, description="Tell escalate_to when unacknowledged so long.")
+    escalate_to: list[ChannelId] = Field(default_factory=list, description="Channels told on escalation.")
+
+    @model_validator(mode="after")
+    def _escalation_pair(self) -> RouteSpec:
+        if (self.escalate_after is None) != (not self.escalate_to):
+            raise ValueError("escalate_after and escalate_to go together")
+        return self
 
 
 # One adapter per type, picked by the entry's type: a discriminated union would put the tag in error paths.
@@ -136,9 +148,14 @@ def notifications_of(model: Model) -> NotifyConfig:
             if channel_id not in config.channels:
                 where = ("routes", index, "channels", position)
                 config.issues.append(section.issue(where, f"unknown or invalid channel {channel_id!r}"))
+        for position, channel_id in enumerate(route.escalate_to):  # escalation (issue 4)
+            if channel_id not in config.channels:
+                where = ("routes", index, "escalate_to", position)
+                config.issues.append(section.issue(where, f"unknown or invalid channel {channel_id!r}"))
         known = [c for c in route.channels if c in config.channels]
+        escalate_to = [c for c in route.escalate_to if c in config.channels]
         if known:
-            config.routes.append(route.model_copy(update={"channels": known}))
+            config.routes.append(route.model_copy(update={"channels": known, "escalate_to": escalate_to}))
     return config
 
 

@@ -27,8 +27,10 @@ from vigil.db import session_scope
 from vigil.incidents.models import Incident, IncidentStatus
 from vigil.model.types import Model
 from vigil.notify.config import AppriseChannel, NotifyConfig, SmtpChannel, WebhookChannel, notifications_of
+from vigil.notify.escalation import AckUrl, add_ack_url, escalate
 from vigil.notify.service import Claimed, claim_due, enqueue_deliveries, record_attempt
-from vigil.notify.transports import TransportError, send
+from vigil.notify.subscribers import fan_out_incident
+from vigil.notify.transports import TransportError, send, send_subscriber
 
 __all__ = ["Dispatcher", "Sender"]
 
@@ -48,6 +50,15 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _public_url() -> str:
+    from vigil.config import Settings, get_settings
+
+    try:
+        return get_settings().public_url
+    except Exception:  # settings not valid here (tools, tests): the default
+        return str(Settings.model_fields["public_url"].default)
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -61,6 +72,7 @@ class Dispatcher:
         backoff_cap: float = BACKOFF_CAP,
         poll_interval: float = 1.0,
         sender: Sender = send,
+        public_url: str | None = None,  # subscribers (0007): the start of their links; default: the settings'
     ) -> None:
         self._engine = engine
         self.clock = clock
@@ -71,12 +83,16 @@ class Dispatcher:
         self.backoff = (backoff_base, backoff_cap)
         self._poll_interval = poll_interval
         self._sender = sender
+        self.public_url = public_url or _public_url()
         self.config = NotifyConfig()
         self.owners: dict[str, str | None] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.sent = 0
         self.failed_attempts = 0
+        # Escalation (issue 4): makes the ack link every message about an open incident carries (set by the
+        # runtime from VIGIL_PUBLIC_URL and VIGIL_SECRET_KEY; None: no links).
+        self.ack_url: AckUrl | None = None
 
     # -- the config and the incident worker's hook ---------------------------------------------------------
     def configure(self, model: Model) -> NotifyConfig:
@@ -90,9 +106,22 @@ class Dispatcher:
     def enqueue(self, session: Session, incident: Incident, previous: IncidentStatus | None, now: datetime) -> None:
         """Queue the deliveries of this incident change, in the caller's transaction (the worker's hook)."""
         if self.config.routes:
-            enqueue_deliveries(
+            rows = enqueue_deliveries(
                 session=session, config=self.config, owners=self.owners, incident=incident, previous=previous, now=now
             )
+            for row in rows:  # escalation (issue 4): the ack link
+                row.payload = add_ack_url(row.payload, incident, self.ack_url, now)
+        fan_out_incident(session=session, incident=incident, previous=previous, now=now)  # subscribers (0007)
+
+    def escalate(self) -> int:
+        """Queue the reminders and escalations due on the clock (escalation, issue 4); return how many deliveries."""
+        if not self.config.routes:
+            return 0
+        with session_scope(self._engine) as session:
+            queued = escalate(
+                session=session, config=self.config, owners=self.owners, now=self.clock(), ack_url=self.ack_url
+            )
+            return len(queued)
 
     # -- sending ------------------------------------------------------------------------------------------
     async def _db(self, function: Callable[[], T]) -> T:
@@ -116,11 +145,42 @@ class Dispatcher:
                 permanent=permanent,
             )
 
+    async def _send_subscriber(self, claimed: Claimed) -> None:
+        # Subscribers (0007): e-mail through the config's SMTP channel "subscribers", webhooks to their own URL.
+        target = claimed.subscriber
+        if target is None or target["status"] == "unsubscribed":
+            raise TransportError("the subscriber is gone or unsubscribed", permanent=True)
+        if target["status"] != "confirmed" and claimed.payload.get("change") != "confirm":
+            raise TransportError("the subscriber is not confirmed", permanent=True)
+        mail = self.config.channels.get("subscribers")
+        timeout = mail.timeout if mail is not None else 10.0
+        await asyncio.wait_for(
+            send_subscriber(
+                target,
+                claimed.payload,
+                claimed.id,
+                mail=mail if isinstance(mail, SmtpChannel) else None,
+                public_url=self.public_url,
+                timeout=timeout,
+            ),
+            timeout,
+        )
+
     async def _attempt(self, claimed: Claimed) -> None:
         channel = self.config.channels.get(claimed.channel_id)
         error: str | None = None
         permanent = False
-        if channel is None:
+        if claimed.for_subscriber:
+            try:
+                await self._send_subscriber(claimed)
+            except TransportError as exc:
+                error, permanent = str(exc), exc.permanent
+            except TimeoutError:
+                error = "no answer in time"
+            except Exception as exc:  # a bug in a transport must not stop the others
+                logger.exception("notification to a subscriber crashed")
+                error = f"{type(exc).__name__}: {exc}"
+        elif channel is None:
             error, permanent = "the channel is no longer in the config", True
         else:
             try:
@@ -178,6 +238,7 @@ class Dispatcher:
             if self._stopping.is_set():
                 return
             try:
+                await self._db(self.escalate)  # reminders and escalation (issue 4), sent from the next round
                 await self.run_once(wait=False)
                 failures = 0
             except Exception:

@@ -11,13 +11,21 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Enum, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vigil.db import Base
 
-__all__ = ["ChangeKind", "Delivery", "DeliveryStatus"]
+__all__ = [
+    "ChangeKind",
+    "Delivery",
+    "DeliveryStatus",
+    "Subscriber",
+    "SubscriberComponent",
+    "SubscriberKind",
+    "SubscriberStatus",
+]
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -33,6 +41,12 @@ class ChangeKind(StrEnum):
 
     OPENED = "opened"
     STATUS = "status"
+    # Subscribers (0007, docs/subscribers.md): the confirmation request and maintenance announcements.
+    CONFIRM = "confirm"
+    MAINTENANCE = "maintenance"
+    # Escalation (issue 4, vigil/notify/escalation.py): still unacknowledged after remind_every / escalate_after.
+    REMINDER = "reminder"
+    ESCALATION = "escalation"
 
 
 def _enum(enum: type[StrEnum], length: int = 16) -> Enum:
@@ -47,8 +61,11 @@ class Delivery(Base):
     __table_args__ = (Index("ix_notification_deliveries_due", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    # None for a subscriber's delivery about a maintenance or its confirmation request (0007).
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     channel_id: Mapped[str] = mapped_column(String(200))  # not a foreign key: channels live in the config
+    # Set for a delivery to a subscriber (0007): the target is the subscriber's address, not a config channel.
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
     change: Mapped[ChangeKind] = mapped_column(_enum(ChangeKind))
     status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -58,3 +75,41 @@ class Delivery(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+# -- subscribers (0007, docs/subscribers.md) -----------------------------------------------------------------
+class SubscriberKind(StrEnum):
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"  # e-mail not confirmed yet (double opt-in); webhook not approved by an admin yet
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class Subscriber(Base):
+    """Someone told about the incidents and maintenance of some components (or all: ``all_components``)."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[SubscriberKind] = mapped_column(_enum(SubscriberKind))
+    address: Mapped[str] = mapped_column(String(2000))  # the e-mail address or the webhook URL
+    secret: Mapped[str | None] = mapped_column(String(200))  # the webhook's HMAC key
+    status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus))
+    all_components: Mapped[bool] = mapped_column(Boolean)
+    # Signed tokens (vigil.notify.subscribers.make_token), stored whole: the links of the messages.
+    confirm_token: Mapped[str] = mapped_column(String(200), unique=True)
+    unsubscribe_token: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+
+
+class SubscriberComponent(Base):
+    __tablename__ = "subscriber_components"
+
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True)
+    # Not a foreign key: components come from the config; the API checks the ids against it.
+    component_id: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)

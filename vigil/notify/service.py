@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from vigil.incidents.models import EventType, Impact, Incident, IncidentStatus
 from vigil.incidents.service import add_event
 from vigil.notify.config import NotifyConfig, RouteSpec
-from vigil.notify.models import ChangeKind, Delivery, DeliveryStatus
+from vigil.notify.models import ChangeKind, Delivery, DeliveryStatus, Subscriber
 
 __all__ = [
     "Claimed",
@@ -38,10 +38,13 @@ class Claimed:
     """A delivery taken for one attempt: what the sender needs, without a session."""
 
     id: int
-    incident_id: int
+    incident_id: int | None
     channel_id: str
     attempt: int  # 1 for the first
     payload: dict[str, Any]
+    # A subscriber's delivery (0007): who to send to (kind, address, secret, status, tokens); None otherwise.
+    subscriber: dict[str, Any] | None = None
+    for_subscriber: bool = False
 
 
 def _route_matches(route: RouteSpec, owners: Mapping[str, str | None], components: list[str], impact: Impact) -> bool:
@@ -100,7 +103,11 @@ def enqueue_deliveries(
     """
     components = [c.component_id for c in incident.components]
     channels = set(route_channels(config, owners=owners, components=components, impact=incident.impact))
-    told = session.scalars(select(Delivery.channel_id).where(Delivery.incident_id == incident.id).distinct())
+    told = session.scalars(
+        select(Delivery.channel_id)
+        .where(Delivery.incident_id == incident.id, Delivery.subscriber_id.is_(None))
+        .distinct()
+    )
     channels.update(c for c in told if c in config.channels)
     change = ChangeKind.OPENED if previous is None else ChangeKind.STATUS
     payload = payload_of(incident, change, previous, now)
@@ -149,7 +156,29 @@ def claim_due(*, session: Session, now: datetime, lease: timedelta, limit: int =
         )
         if getattr(taken, "rowcount", 0) != 1:
             continue  # another worker got there first
-        claimed.append(Claimed(row.id, row.incident_id, row.channel_id, row.attempts + 1, dict(row.payload)))
+        target = None
+        if row.subscriber_id is not None:  # subscribers (0007): the target is read now, as it is at sending
+            found = session.get(Subscriber, row.subscriber_id)
+            if found is not None:
+                target = {
+                    "kind": found.kind.value,
+                    "address": found.address,
+                    "secret": found.secret,
+                    "status": found.status.value,
+                    "confirm_token": found.confirm_token,
+                    "unsubscribe_token": found.unsubscribe_token,
+                }
+        claimed.append(
+            Claimed(
+                row.id,
+                row.incident_id,
+                row.channel_id,
+                row.attempts + 1,
+                dict(row.payload),
+                target,
+                row.subscriber_id is not None,
+            )
+        )
     return claimed
 
 
@@ -198,6 +227,8 @@ def record_attempt(
             f"next attempt at {delivery.next_attempt_at.isoformat()}."
         )
     data["status"] = delivery.status.value
+    if delivery.subscriber_id is not None or delivery.incident_id is None:
+        return delivery  # subscribers (0007): thousands of them would bury the incident's timeline
     incident = session.get_one(Incident, delivery.incident_id)
     add_event(session=session, incident=incident, event_type=EventType.NOTIFICATION, body=body, at=now, data=data)
     return delivery

@@ -33,7 +33,9 @@ __all__ = [
     "Channel",
     "TransportError",
     "render",
+    "render_subscriber",
     "send",
+    "send_subscriber",
     "sign",
 ]
 
@@ -60,6 +62,8 @@ def render(payload: dict[str, Any]) -> tuple[str, str]:
     """Return the subject and plain-text body of a message about the change in ``payload``."""
     incident = payload["incident"]
     what = "opened" if payload["change"] == "opened" else incident["status"]
+    # Escalation (issue 4): say why the message comes again; link to acknowledge.
+    what = {"reminder": f"{what}, not acknowledged", "escalation": f"{what}, escalated"}.get(payload["change"], what)
     subject = f"[Vigil] Incident #{incident['id']} {what}: {incident['title']}"
     lines = [
         f"Incident #{incident['id']}: {incident['title']}",
@@ -74,6 +78,8 @@ def render(payload: dict[str, Any]) -> tuple[str, str]:
     if not incident["components"]:
         lines.append("- none")
     lines.append(f"At: {payload['at']}")
+    if payload.get("ack_url"):  # escalation (issue 4)
+        lines.append(f"Acknowledge: {payload['ack_url']}")
     return subject, "\n".join(lines) + "\n"
 
 
@@ -147,3 +153,77 @@ async def send(channel: Channel, payload: dict[str, Any], delivery_id: int) -> N
         await send_smtp(channel, payload)
     else:
         await send_apprise(channel, payload)
+
+
+# -- subscribers (0007, docs/subscribers.md) -----------------------------------------------------------------
+def render_subscriber(payload: dict[str, Any], *, confirm_url: str, unsubscribe_url: str) -> tuple[str, str]:
+    """Return the subject and text of a message to a subscriber: a confirmation request, an incident change or
+    a maintenance announcement; each ends with the unsubscribe link."""
+    change = payload["change"]
+    if change == "confirm":
+        subject = "[Vigil] Confirm your subscription"
+        text = (
+            "Someone (hopefully you) subscribed this address to status notifications.\n"
+            f"To confirm, open this link and press the button:\n{confirm_url}\n\n"
+            "If it was not you, ignore this message: nothing will be sent without confirmation.\n"
+        )
+    elif change == "maintenance":
+        window = payload["maintenance"]
+        what = {"scheduled": "scheduled", "in_progress": "started", "completed": "completed"}.get(
+            window["status"], window["status"]
+        )
+        subject = f"[Vigil] Maintenance {what}: {window['title']}"
+        lines = [
+            f"Maintenance: {window['title']}",
+            f"Status: {window['status']}",
+            f"From {window['starts_at']} to {window['ends_at']}",
+            "Components: " + ", ".join(window["components"]),
+        ]
+        if window.get("message"):
+            lines.append(window["message"])
+        text = "\n".join(lines) + "\n"
+    else:
+        subject, text = render(payload)
+    return subject, f"{text}\nUnsubscribe: {unsubscribe_url}\n"
+
+
+async def send_subscriber(
+    target: dict[str, Any],
+    payload: dict[str, Any],
+    delivery_id: int,
+    *,
+    mail: SmtpChannel | None,
+    public_url: str,
+    timeout: float,
+) -> None:
+    """Send ``payload`` to a subscriber (``target``: see vigil.notify.service.Claimed); raises TransportError.
+
+    E-mail goes through ``mail`` (the config's SMTP channel ``subscribers``; its ``to`` is not used); a webhook
+    is signed with the subscriber's own secret and carries the unsubscribe URL in the JSON.
+    """
+    base = public_url.rstrip("/")
+    confirm_url = f"{base}/subscribe/confirm/{target['confirm_token']}"
+    unsubscribe_url = f"{base}/subscribe/unsubscribe/{target['unsubscribe_token']}"
+    if target["kind"] == "webhook":
+        channel = WebhookChannel.model_construct(
+            id="subscriber", type="webhook", url=target["address"], secret=target["secret"] or "", timeout=timeout
+        )
+        await send_webhook(channel, {**payload, "unsubscribe_url": unsubscribe_url}, delivery_id)
+        return
+    if mail is None:
+        raise TransportError("no SMTP channel with id 'subscribers' in the config")
+    subject, text = render_subscriber(payload, confirm_url=confirm_url, unsubscribe_url=unsubscribe_url)
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = mail.sender
+    message["To"] = target["address"]
+    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message.set_content(text)
+    try:
+        await asyncio.to_thread(_smtp_send, mail, message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise TransportError(f"recipient refused: {exc}", permanent=True) from exc
+    except smtplib.SMTPAuthenticationError as exc:
+        raise TransportError(f"SMTP authentication failed: {exc.smtp_code}", permanent=True) from exc
+    except (smtplib.SMTPException, OSError) as exc:
+        raise TransportError(f"{type(exc).__name__}: {exc}") from exc
