@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from vigil import __version__
-from vigil.web import ack, alerts, api, incidents, maintenance, ops
+from vigil.web import ack, alerts, api, incidents, maintenance, ops, subscribe
 from vigil.web.backend import Backend
 from vigil.web.pings import PingMiddleware
 
@@ -36,4 +36,5 @@ def create_app(backend: Backend) -> FastAPI:
     app.include_router(maintenance.router)  # scheduled maintenance (issue 4)
     app.include_router(alerts.router)  # incoming alerts (issue 4): Alertmanager and generic webhooks
     app.include_router(ack.router)  # escalation (issue 4): acknowledge by the signed link in a message
+    app.include_router(subscribe.router)  # subscribers (issue 4): subscribe, confirm, unsubscribe, admin list
     return app
