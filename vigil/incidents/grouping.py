@@ -7,7 +7,7 @@ itself when nothing upstream explains it. The rules, applied to the changes in o
 1. A failure (down or degraded) joins the open incident it belongs to: the one whose probable cause is its
    root, whose affected components or blast radius (of its probable cause) hold the root or the component, or
    whose probable cause lies in the blast radius of the root (the new root is deeper: it becomes the
-   incident's probable cause). Several candidates: the oldest wins (people may merge the others).
+   incident's probable cause). Several candidates: the oldest wins (the others are merged, rule 5).
 2. A failure that belongs to no open incident opens one: probable cause = its root, affected = the root and
    whatever its blast radius takes down or degrades that the engine sees failing now.
 3. A change of a component already affected updates its status there (a recovery makes it ``operational``).
@@ -18,6 +18,10 @@ itself when nothing upstream explains it. The rules, applied to the changes in o
    failure moves it back to ``investigating``. After the quiet period in ``monitoring`` it resolves
    (:func:`quiet_resolutions`). An incident a person took over keeps its status: only its components and key
    times follow the engine.
+5. Whenever an incident's probable cause becomes (or is opened as) X, every other open incident the engine
+   opened and no person took over, whose probable cause is X, is affected by X's incident or lies in X's blast
+   radius, is explained by X: it is merged into X's incident (:func:`automatic_merges`). This is how the
+   VM and service failures seen before their hypervisor's own check end up in the hypervisor's incident.
 
 Impact, from the affected components' tiers and statuses (the worst rule that applies wins):
 ``critical`` when a critical component is in major outage; ``major`` when a critical component is otherwise
@@ -40,6 +44,8 @@ from vigil.monitors.models import ComponentState
 __all__ = [
     "Change",
     "IncidentView",
+    "Radii",
+    "automatic_merges",
     "group_changes",
     "impact_of",
     "quiet_resolutions",
@@ -81,6 +87,7 @@ class IncidentView:
     started_at: datetime
     impact: Impact = Impact.NONE
     taken_over: bool = False
+    auto: bool = True  # opened by the engine (only those are merged automatically)
     mitigated_at: datetime | None = None
     title: str = ""
     changes: list[Change] = field(default_factory=list)  # the changes this batch applied to it, in order
@@ -118,8 +125,9 @@ def impact_of(tiers: Mapping[str, Tier], components: Mapping[str, ComponentStatu
     return worst
 
 
-class _Radii:
-    """Blast radius per root, computed once per batch (a site's radius can be thousands of components)."""
+class Radii:
+    """Blast radius per root, computed once per batch (a site's radius can be thousands of components); share one
+    between :func:`group_changes` and :func:`automatic_merges` of the same batch."""
 
     def __init__(self, model: Model) -> None:
         self._model = model
@@ -142,13 +150,14 @@ def group_changes(
     incidents: Sequence[IncidentView],
     changes: Iterable[Change],
     states: Mapping[str, ComponentState],
+    radii: Radii | None = None,
 ) -> list[IncidentView]:
     """Apply ``changes`` (oldest first) to copies of the open ``incidents``; return the incidents touched.
 
     ``states`` is every component's current state (after the changes). New incidents come back with id None,
     in the order they were opened; the inputs are not modified.
     """
-    radii = _Radii(model)
+    radii = radii or Radii(model)
     views = [replace(v, components=dict(v.components), changes=[]) for v in incidents]
     touched: dict[int, IncidentView] = {}
     for change in changes:
@@ -160,7 +169,7 @@ def group_changes(
 
 
 def _apply(
-    model: Model, radii: _Radii, views: list[IncidentView], change: Change, states: Mapping[str, ComponentState]
+    model: Model, radii: Radii, views: list[IncidentView], change: Change, states: Mapping[str, ComponentState]
 ) -> list[IncidentView]:
     cid, failing = change.component_id, change.to_state in FAILING
     if not failing:
@@ -193,7 +202,7 @@ def _apply(
     return [view]
 
 
-def _belongs_to(radii: _Radii, views: list[IncidentView], change: Change) -> IncidentView | None:
+def _belongs_to(radii: Radii, views: list[IncidentView], change: Change) -> IncidentView | None:
     root, cid = change.root, change.component_id
     for view in sorted(views, key=lambda v: (v.id is None, v.id or 0)):  # oldest first; new ones last
         cause = view.probable_cause
@@ -204,7 +213,7 @@ def _belongs_to(radii: _Radii, views: list[IncidentView], change: Change) -> Inc
     return None
 
 
-def _widen(model: Model, radii: _Radii, view: IncidentView, root: str, states: Mapping[str, ComponentState]) -> None:
+def _widen(model: Model, radii: Radii, view: IncidentView, root: str, states: Mapping[str, ComponentState]) -> None:
     # Affected = the root and the part of its blast radius that the engine sees failing: a VM whose own
     # monitor still answers is up, whatever the model infers (the engine decided the same way).
     for member in sorted(radii(root)):
@@ -248,6 +257,40 @@ def _unplanned_title(change: Change, states: Mapping[str, ComponentState]) -> st
     if change.cause is not None and change.cause != cid and states.get(change.cause) is S.MAINTENANCE:
         return f"maintenance of {change.cause} took down {cid}: beyond what was planned"
     return ""
+
+
+def automatic_merges(
+    model: Model, incidents: Sequence[IncidentView], targets: Iterable[int], radii: Radii | None = None
+) -> list[tuple[int, int]]:
+    """Return ``(source, target)`` pairs: the open incidents explained by each target (rule 5 above).
+
+    ``targets`` are the ids of the incidents whose probable cause just changed or that were just opened (oldest
+    first); ``incidents`` every open incident. A source is an incident the engine opened (``auto``) that no
+    person took over, whose probable cause is the target's, is among its affected components or lies in the
+    blast radius of the target's probable cause. Each source is merged once, and an incident merged away is
+    no longer a target. One radius per target: cheap however many incidents are open.
+    """
+    radii = radii or Radii(model)
+    ordered = sorted((v for v in incidents if v.id is not None), key=lambda v: v.id or 0)
+    by_id = {v.id: v for v in ordered}
+    gone: set[int] = set()
+    pairs: list[tuple[int, int]] = []
+    for target_id in sorted(set(targets)):
+        target = by_id.get(target_id)
+        if target is None or target_id in gone or target.probable_cause is None:
+            continue
+        cause, reach = target.probable_cause, radii(target.probable_cause)
+        for view in ordered:
+            source_id = view.id
+            if source_id is None or source_id == target_id or source_id in gone:
+                continue
+            if not view.auto or view.taken_over or view.status is IncidentStatus.RESOLVED:
+                continue
+            theirs = view.probable_cause
+            if theirs is not None and (theirs == cause or theirs in target.components or theirs in reach):
+                pairs.append((source_id, target_id))
+                gone.add(source_id)
+    return pairs
 
 
 def quiet_resolutions(incidents: Iterable[IncidentView], *, now: datetime, quiet_period: timedelta) -> list[int]:

@@ -1,4 +1,5 @@
-"""Merging and splitting incidents: a person reshapes what the engine (or another person) grouped.
+"""Merging and splitting incidents: a person reshapes what the engine (or another person) grouped, and the
+incident worker merges the incidents a deeper failure explains (:func:`merge_into` with a ``reason``).
 
 Same conventions as :mod:`vigil.incidents.service`: keyword-only, flush, never commit.
 """
@@ -7,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from vigil.incidents.models import EventType, Incident, IncidentComponent, IncidentStatus
+from vigil.incidents.models import EventType, Incident, IncidentComponent, IncidentStatus, IncidentUpdate
 from vigil.incidents.service import (
     InvalidIncidentError,
     add_event,
@@ -21,7 +24,7 @@ from vigil.incidents.service import (
     set_status,
 )
 
-__all__ = ["merge_incidents", "split_incident"]
+__all__ = ["merge_incidents", "merge_into", "split_incident"]
 
 
 def merge_incidents(
@@ -36,29 +39,57 @@ def merge_incidents(
     if source_id == target_id:
         raise InvalidIncidentError("into: an incident cannot be merged into itself", field="into")
     source, target = open_for_change(session, source_id), open_for_change(session, target_id)
+    return merge_into(session=session, source=source, target=target, author=author, now=now)
+
+
+def merge_into(
+    *,
+    session: Session,
+    source: Incident,
+    target: Incident,
+    now: datetime,
+    author: str | None = None,
+    reason: str | None = None,
+) -> Incident:
+    """Merge the loaded, open ``source`` into ``target`` (see :func:`merge_incidents`) and return the target.
+
+    ``reason`` None: a person merges, and both incidents count as taken over. With a ``reason`` the engine
+    merges (the incident worker, rule 5 of :mod:`vigil.incidents.grouping`): the target keeps following the
+    engine, and both timelines say why. Neither timeline is loaded: the source's entries move in one UPDATE
+    (a storm's incidents can hold thousands). Queues no notification, whoever merges.
+    """
+    if source.id == target.id or source.merged_into is not None or target.merged_into is not None:
+        raise InvalidIncidentError("into: cannot merge an incident into itself or a merged one", field="into")
     have = {c.component_id for c in target.components}
     for moved in list(source.components):
         source.components.remove(moved)
         if moved.component_id not in have:
             target.components.append(IncidentComponent(component_id=moved.component_id, status=moved.status))
-    for entry in list(source.updates):
-        entry.incident_id = target.id
-    session.flush()
+    session.flush()  # entries added but not flushed yet move with the others
+    session.execute(
+        update(IncidentUpdate).where(IncidentUpdate.incident_id == source.id).values(incident_id=target.id),
+        execution_options={"synchronize_session": "fetch"},
+    )
     session.expire(source, ["updates"])
     session.expire(target, ["updates"])
+    automatic = reason is not None
     target.started_at = min(target.started_at, source.started_at)
-    target.taken_over = True
+    target.taken_over = target.taken_over or not automatic
     target.updated_at = now
     refresh_impact(session, target)
     set_status(source, IncidentStatus.RESOLVED, now)
     source.merged_into = target.id
-    source.taken_over = True
-    data = {"source": source.id, "target": target.id, "author": author}
+    source.taken_over = source.taken_over or not automatic
+    data: dict[str, Any] = {"source": source.id, "target": target.id, "author": author}
+    into, merged_in = f"Merged into incident {target.id}.", f"Incident {source.id} merged in."
+    if automatic:
+        data |= {"automatic": True, "reason": reason}
+        into = merged_in = f"merged: {reason} (incident {source.id} into {target.id})."
     add_event(
         session=session,
         incident=target,
         event_type=EventType.MERGED,
-        body=f"Incident {source.id} merged in.",
+        body=merged_in,
         at=now,
         data=data,
     )
@@ -66,7 +97,7 @@ def merge_incidents(
         session=session,
         incident=source,
         event_type=EventType.MERGED,
-        body=f"Merged into incident {target.id}.",
+        body=into,
         at=now,
         data=data,
     )

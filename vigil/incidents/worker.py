@@ -23,8 +23,16 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from vigil.db import session_scope
-from vigil.incidents.grouping import Change, IncidentView, group_changes, quiet_resolutions
-from vigil.incidents.models import EventType, Incident, IncidentComponent, IncidentStatus, OutboxCursor
+from vigil.incidents.grouping import Change, IncidentView, Radii, automatic_merges, group_changes, quiet_resolutions
+from vigil.incidents.models import (
+    ComponentStatus,
+    EventType,
+    Incident,
+    IncidentComponent,
+    IncidentStatus,
+    OutboxCursor,
+)
+from vigil.incidents.reshape import merge_into
 from vigil.incidents.service import add_event, open_incident, set_status
 from vigil.model.types import Model
 from vigil.monitors.models import Component, ComponentState, StateChange
@@ -78,6 +86,7 @@ def _view(incident: Incident) -> IncidentView:
         started_at=incident.started_at,
         impact=incident.impact,
         taken_over=incident.taken_over,
+        auto=incident.auto,
         mitigated_at=incident.mitigated_at,
         title=incident.title,
     )
@@ -122,17 +131,52 @@ def _apply_changes(
     # The table may already be ahead of this batch; for the components the batch names, the batch's last word
     # is the one grouping must see, so that each batch is decided as it happened.
     states.update((c.component_id, c.to_state) for c in changes)
-    decided = group_changes(model, [_view(i) for i in incidents.values()], changes, states)
+    radii = Radii(model)  # one per batch, shared by grouping and the merge check
+    decided = group_changes(model, [_view(i) for i in incidents.values()], changes, states, radii)
+    notify: list[tuple[Incident, IncidentStatus | None]] = []
+    causes: list[int] = []  # incidents opened, or whose probable cause changed: each may explain others
     for view in decided:
         if view.id is None:
             incident = _open_auto(session, view, now)
-            if on_change is not None:
-                on_change(session, incident, None, now)
+            incidents[incident.id] = incident
+            notify.append((incident, None))
+            causes.append(incident.id)
         else:
-            previous = incidents[view.id].status
-            _update_auto(session, incidents[view.id], view, now)
-            if on_change is not None and incidents[view.id].status is not previous:
-                on_change(session, incidents[view.id], previous, now)
+            incident = incidents[view.id]
+            previous = incident.status
+            if view.probable_cause != incident.probable_cause:
+                causes.append(incident.id)
+            _update_auto(session, incident, view, now)
+            if incident.status is not previous:
+                notify.append((incident, previous))
+    merged = _merge_explained(session, model, radii, incidents, causes, now) if causes else set()
+    if on_change is not None:
+        # After the merges: an incident merged away is not announced (a merge queues no notification, as when a
+        # person merges), so a storm's incidents opened and merged in one batch reach nobody.
+        for announced, before in notify:
+            if announced.id not in merged:
+                on_change(session, announced, before, now)
+
+
+def _merge_explained(
+    session: Session, model: Model, radii: Radii, incidents: dict[int, Incident], causes: list[int], now: datetime
+) -> set[int]:
+    """Merge the open incidents explained by a new probable cause into its incident (rule 5 of grouping);
+    return the ids merged away. Once per batch: one radius per cause, whatever the number of rows."""
+    pairs = automatic_merges(model, [_view(i) for i in incidents.values()], causes, radii)
+    for source_id, target_id in pairs:
+        source, target = incidents[source_id], incidents[target_id]
+        failed = "degraded" if _cause_status(source) is ComponentStatus.DEGRADED_PERFORMANCE else "down"
+        reason = f"{source.probable_cause} {failed} is explained by {target.probable_cause}"
+        merge_into(session=session, source=source, target=target, now=now, reason=reason)
+        logger.info("incident %d merged into %d: %s", source_id, target_id, reason)
+    if pairs:
+        session.flush()
+    return {source_id for source_id, _ in pairs}
+
+
+def _cause_status(incident: Incident) -> ComponentStatus | None:
+    return next((c.status for c in incident.components if c.component_id == incident.probable_cause), None)
 
 
 def _state_event(session: Session, incident: Incident, change: Change) -> None:
