@@ -336,7 +336,9 @@ def _by_second(event: list[tuple[float, float, bool]]) -> list[tuple[int, int, f
 # -- the parent: the failure and the stopwatch ----------------------------------------------------------------
 def snapshot(db: Path) -> dict[str, Any]:
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
-        incidents = conn.execute("SELECT id, probable_cause, detected_at, title FROM incidents ORDER BY id").fetchall()
+        incidents = conn.execute(
+            "SELECT id, probable_cause, detected_at, title, merged_into FROM incidents ORDER BY id"
+        ).fetchall()
         counts = dict(conn.execute("SELECT incident_id, count(*) FROM incident_components GROUP BY incident_id"))
         attributed = conn.execute("SELECT count(DISTINCT component_id) FROM incident_components").fetchone()[0]
         try:
@@ -345,8 +347,8 @@ def snapshot(db: Path) -> dict[str, Any]:
             deliveries = {}
     return {
         "incidents": [
-            {"id": i, "cause": cause, "detected_at": at, "title": title, "components": counts.get(i, 0)}
-            for i, cause, at, title in incidents
+            {"id": i, "cause": cause, "detected_at": at, "title": title, "components": counts.get(i, 0), "merged": m}
+            for i, cause, at, title, m in incidents
         ],
         "attributed": attributed,
         "deliveries": deliveries,
@@ -496,6 +498,10 @@ def main() -> None:
         f"{r['first_incident'] and r['first_incident']['components']} components; target ≤ {target} s: {met}"
     )
     print(f"incidents when the first was seen: {r['incidents_when_first_seen']}; at the end: {len(final['incidents'])}")
+    # Incidents merged into another (automatically, when a deeper cause explains them) are no longer open.
+    standing = [i for i in final["incidents"] if i["merged"] is None]
+    causes = ", ".join(str(i["cause"]) for i in standing[:5])
+    print(f"incidents not merged into another at the end: {len(standing)} ({causes})")
     print(f"incidents with probable cause hv: {len(hv)}, components listed: {hv[0]['components'] if hv else 0}")
     print(
         f"every component attributed to some incident: {fmt(r['all_attributed_seconds'])}; "
