@@ -23,6 +23,8 @@ from vigil.analysis.impact import blast_radius
 from vigil.analysis.render import cone, to_dot
 from vigil.analysis.report import analyze_model, what_if
 from vigil.cli import incidentcmd, maintenancecmd, servecmd, text
+from vigil.cli.common import err
+from vigil.cli.common import fail as _fail  # as _fail: impact and what-if have a --fail option, `fail`
 from vigil.cli.mefcmd import analyze_mef, export_service_mef
 from vigil.cli.payload import impact_payload, report_payload
 from vigil.model.errors import ModelError, ModelIssue
@@ -42,7 +44,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_err = Console(stderr=True, soft_wrap=True)  # error lines stay whole, for grep and editors
 
 
 class Format(StrEnum):
@@ -60,17 +61,12 @@ OrderOpt = Annotated[str, typer.Option("--max-order", help="Largest cut-set orde
 StateOpt = Annotated[list[str], typer.Option("--state", help="What-if state ID=down|maintenance|degraded.")]
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    _err.print(f"[red]error:[/] {message}", markup=True, highlight=False)
-    raise typer.Exit(code)
-
-
 def _load(paths: list[Path]) -> Model:
     try:
         return load_model(paths)
     except ModelError as exc:
         for issue in exc.issues:
-            _err.print(str(issue), markup=False, highlight=False)
+            err.print(str(issue), markup=False, highlight=False)
         noun = "problem" if len(exc.issues) == 1 else "problems"
         _fail(f"the model has {len(exc.issues)} {noun}; nothing was analysed")
 
@@ -157,7 +153,7 @@ def _stdout_console() -> Console:
 
 def _progress_analyze(model: Model, **kwargs: Any) -> Any:
     # A bar only where the wait is noticeable, and on stderr so that stdout stays clean for JSON.
-    with Progress(console=_err, transient=True, disable=len(model.components) < 2000) as bar:
+    with Progress(console=err, transient=True, disable=len(model.components) < 2000) as bar:
         task = bar.add_task("analysing services", total=None)
 
         def tick(done: int, total: int) -> None:
@@ -285,7 +281,7 @@ def export_mef_cmd(
 
 def _fail_with_issues(issues: list[ModelIssue]) -> NoReturn:
     for issue in ModelError(issues).issues:  # in the loader's order: by file, line, field
-        _err.print(str(issue), markup=False, highlight=False)
+        err.print(str(issue), markup=False, highlight=False)
     _fail(f"the model has {len(issues)} {'problem' if len(issues) == 1 else 'problems'}")
 
 
@@ -304,7 +300,7 @@ def validate(models: ModelArg) -> None:
         _fail_with_issues([*found.issues, *notify.issues])
     counts = f"{len(model.components)} components, {len(model.domains)} failure domains"
     channels = f", {len(notify.channels)} notification channels" if notify.channels else ""
-    _err.print(f"ok: {counts}, {len(found.monitors)} monitors{channels}", highlight=False)
+    err.print(f"ok: {counts}, {len(found.monitors)} monitors{channels}", highlight=False)
 
 
 @app.command()

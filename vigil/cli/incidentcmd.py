@@ -15,11 +15,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from vigil.cli.servecmd import _fail, _safe_url, _settings
-from vigil.db import make_engine, session_scope, upgrade
+from vigil.cli.common import fail, migrated_session
 from vigil.incidents import reshape, service
 from vigil.incidents.models import ComponentStatus, IncidentStatus
 from vigil.incidents.schemas import incident_document
@@ -38,18 +36,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    settings = _settings()
-    engine = make_engine(settings.database_url)
     try:
-        upgrade(engine)
-        with session_scope(engine) as session:
+        with migrated_session() as session:
             yield session
-    except IncidentError as exc:
-        _fail(str(exc))
-    except SQLAlchemyError as exc:
-        _fail(f"cannot use {_safe_url(settings.database_url)}: {str(exc).splitlines()[0]}", 1)
-    finally:
-        engine.dispose()
+    except IncidentError as exc:  # after the rollback: nothing of a refused command is written
+        fail(str(exc))
 
 
 def _run(work: Callable[[Session], R]) -> R:
@@ -92,7 +83,7 @@ def list_(
 ) -> None:
     """List incidents, newest first."""
     if open_only and resolved:
-        _fail("--open and --resolved: give one of them, or neither for all")
+        fail("--open and --resolved: give one of them, or neither for all")
     which = True if open_only else (False if resolved else None)
     docs = _run(lambda s: [incident_document(i) for i in service.list_incidents(session=s, open_only=which)])
     if as_json:

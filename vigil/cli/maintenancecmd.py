@@ -19,11 +19,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from vigil.cli.servecmd import _fail, _safe_url, _settings
-from vigil.db import make_engine, session_scope, upgrade
+from vigil.cli.common import err, fail, migrated_session
 from vigil.maintenance import service
 from vigil.maintenance.schemas import maintenance_document
 from vigil.maintenance.service import MaintenanceAtRiskError, MaintenanceError
@@ -35,7 +33,6 @@ __all__ = ["maintenance_app"]
 
 maintenance_app = typer.Typer(help="Schedule, start, complete and cancel maintenance windows.", no_args_is_help=True)
 _out = Console(soft_wrap=True)
-_err = Console(stderr=True, soft_wrap=True)
 R = TypeVar("R")
 
 # The service names its fields; people typed options.
@@ -50,28 +47,21 @@ def _refuse(exc: MaintenanceError) -> NoReturn:
     option = _OPTIONS.get(exc.field or "")
     if option is not None and message.startswith(f"{exc.field}:"):
         message = option + message[len(exc.field or "") :]
-    _fail(message)
+    fail(message)
 
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    settings = _settings()
-    engine = make_engine(settings.database_url)
     try:
-        upgrade(engine)
-        with session_scope(engine) as session:
+        with migrated_session() as session:
             yield session
-    except MaintenanceAtRiskError as exc:
-        _err.print("[yellow]warning:[/] this maintenance puts critical services at risk:", highlight=False)
+    except MaintenanceAtRiskError as exc:  # after the rollback: nothing of a refused command is written
+        err.print("[yellow]warning:[/] this maintenance puts critical services at risk:", highlight=False)
         for finding in exc.findings:
-            _err.print(f"  - {escape(finding.summary)}", highlight=False)
-        _fail("not scheduled; run again with --force to schedule it anyway")
+            err.print(f"  - {escape(finding.summary)}", highlight=False)
+        fail("not scheduled; run again with --force to schedule it anyway")
     except MaintenanceError as exc:
         _refuse(exc)
-    except SQLAlchemyError as exc:
-        _fail(f"cannot use {_safe_url(settings.database_url)}: {str(exc).splitlines()[0]}", 1)
-    finally:
-        engine.dispose()
 
 
 def _run(work: Callable[[Session], R]) -> R:
@@ -84,7 +74,7 @@ def _moment(value: str, option: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"{option}: {value!r} is not an ISO 8601 time (2026-03-01T22:00+01:00)")
+        fail(f"{option}: {value!r} is not an ISO 8601 time (2026-03-01T22:00+01:00)")
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
@@ -93,8 +83,8 @@ def _model(config: list[Path]) -> Model:
         return load_model(config)
     except ModelError as exc:
         for issue in exc.issues:
-            _err.print(str(issue), markup=False, highlight=False)
-        _fail(f"the config has {len(exc.issues)} problem(s)")
+            err.print(str(issue), markup=False, highlight=False)
+        fail(f"the config has {len(exc.issues)} problem(s)")
 
 
 def _print(doc: dict[str, Any]) -> None:
@@ -144,9 +134,9 @@ def schedule(
 
     doc = _run(work)
     if doc["forced"]:
-        _err.print("[yellow]warning:[/] scheduled with --force; critical services are at risk:", highlight=False)
+        err.print("[yellow]warning:[/] scheduled with --force; critical services are at risk:", highlight=False)
         for finding in doc["findings"]:
-            _err.print(f"  - {finding['service']}: {finding['status']}", highlight=False)
+            err.print(f"  - {finding['service']}: {finding['status']}", highlight=False)
     _out.print(f"maintenance {doc['id']} scheduled", highlight=False)
 
 

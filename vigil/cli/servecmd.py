@@ -15,44 +15,23 @@ import signal
 from collections.abc import Coroutine
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from vigil.config import Settings, get_settings
+from vigil.cli.common import err, fail, safe_url, settings_or_exit
+from vigil.config import Settings
 from vigil.db import current_revision, make_engine, session_scope, upgrade
 from vigil.model.errors import ModelError
 from vigil.monitors.models import Monitor
 
 __all__ = ["db_app", "heartbeats", "reload", "serve"]
 
-_err = Console(stderr=True, soft_wrap=True)
 db_app = typer.Typer(help="The database: migrations.", no_args_is_help=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    _err.print(f"[red]error:[/] {message}", markup=True, highlight=False)
-    raise typer.Exit(code)
-
-
-def _settings(**overrides: object) -> Settings:
-    get_settings.cache_clear()
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"])
-            name = f"VIGIL_{field.upper()}" if field else "settings"
-            _err.print(f"{name}: {error['msg']}", markup=False, highlight=False)
-        _fail("the settings are invalid; nothing was started")
-    except Exception as exc:  # a _FILE variable pointing at a missing file, both VAR and VAR_FILE set
-        _fail(str(exc))
-    return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
 ConfigArg = Annotated[list[Path], typer.Argument(help="Config files or directories (merged).", show_default=False)]
@@ -67,17 +46,17 @@ def serve(
     """Run the monitoring engine and the web server (heartbeats, /healthz, /metrics, JSON API)."""
     from vigil.engine.runtime import load_config  # the engine loads only for the commands that need it
 
-    settings = _settings(host=host, port=port)
+    settings = settings_or_exit(host=host, port=port)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         model, monitor_set = load_config(config)
     except ModelError as exc:
         for issue in exc.issues:
-            _err.print(str(issue), markup=False, highlight=False)
-        _fail(f"the config has {len(exc.issues)} problem(s); nothing was started")
+            err.print(str(issue), markup=False, highlight=False)
+        fail(f"the config has {len(exc.issues)} problem(s); nothing was started")
     for issue in monitor_set.issues:
-        _err.print(f"[yellow]monitor left out:[/] {issue}", highlight=False)
-    _err.print(
+        err.print(f"[yellow]monitor left out:[/] {issue}", highlight=False)
+    err.print(
         f"vigil: {len(model.components)} components, {len(monitor_set.monitors)} monitors; "
         f"listening on http://{settings.host}:{settings.port}",
         highlight=False,
@@ -86,7 +65,7 @@ def serve(
     try:
         _run(_serve(settings, config, log_level))
     except OSError as exc:  # the port is taken, the pid file cannot be written
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -144,40 +123,40 @@ async def _serve(settings: Settings, config: list[Path], log_level: str) -> None
 
 def reload() -> None:
     """Tell the running `vigil serve` to read its config again (SIGHUP to the pid in VIGIL_PID_FILE)."""
-    settings = _settings()
+    settings = settings_or_exit()
     pid_file = Path(settings.pid_file)
     try:
         pid = int(pid_file.read_text(encoding="utf-8").strip())
     except FileNotFoundError:
-        _fail(f"no pid file at {pid_file}: is `vigil serve` running here (or is VIGIL_PID_FILE set elsewhere)?", 1)
+        fail(f"no pid file at {pid_file}: is `vigil serve` running here (or is VIGIL_PID_FILE set elsewhere)?", 1)
     except (OSError, ValueError) as exc:
-        _fail(f"cannot read a process id from {pid_file}: {exc}", 1)
+        fail(f"cannot read a process id from {pid_file}: {exc}", 1)
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
-        _fail(f"process {pid} from {pid_file} is not running (a stale pid file)", 1)
+        fail(f"process {pid} from {pid_file} is not running (a stale pid file)", 1)
     except PermissionError:
-        _fail(f"not allowed to signal process {pid} (run as the user that runs `vigil serve`)", 1)
-    _err.print(f"asked vigil (pid {pid}) to reload its config; see its log or /healthz for the outcome")
+        fail(f"not allowed to signal process {pid} (run as the user that runs `vigil serve`)", 1)
+    err.print(f"asked vigil (pid {pid}) to reload its config; see its log or /healthz for the outcome")
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the database migrations (VIGIL_DATABASE_URL); `vigil serve` does this on start too."""
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         upgrade(settings.database_url)
         revision = current_revision(settings.database_url)
     except SQLAlchemyError as exc:
-        _fail(f"cannot migrate {_safe_url(settings.database_url)}: {str(exc).splitlines()[0]}", 1)
-    _err.print(f"database {_safe_url(settings.database_url)} is at revision {revision}", highlight=False)
+        fail(f"cannot migrate {safe_url(settings.database_url)}: {str(exc).splitlines()[0]}", 1)
+    err.print(f"database {safe_url(settings.database_url)} is at revision {revision}", highlight=False)
 
 
 def heartbeats(
     base_url: Annotated[str | None, typer.Option(help="Public URL of the server [default: http://HOST:PORT].")] = None,
 ) -> None:
     """List the heartbeat monitors with their ping URLs (they hold secret tokens: share them with care)."""
-    settings = _settings()
+    settings = settings_or_exit()
     base = (base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
     engine = make_engine(settings.database_url)
     try:
@@ -187,16 +166,10 @@ def heartbeats(
             )
             rows = session.execute(query.order_by(Monitor.id)).all()
     except SQLAlchemyError as exc:
-        _fail(f"cannot read {_safe_url(settings.database_url)}: {str(exc).splitlines()[0]}", 1)
+        fail(f"cannot read {safe_url(settings.database_url)}: {str(exc).splitlines()[0]}", 1)
     finally:
         engine.dispose()
     table = Table("monitor", "ping URL (add /start or /fail)")
     for key, token in rows:
         table.add_row(key, f"{base}/ping/{token}")
     Console().print(table)
-
-
-def _safe_url(url: str) -> str:
-    from vigil.db import normalize_url
-
-    return normalize_url(url).render_as_string(hide_password=True)
