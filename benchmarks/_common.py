@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import socket
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,3 +100,34 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def header(title: str) -> None:
     print(f"## {title}\n")
     print(f"Machine: {machine()}\n")
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def target_server(script: str, *, core: int | None = None) -> Iterator[int]:
+    """Run ``script`` (Python source that serves HTTP on 127.0.0.1 at the port given as its argument) in its own
+    process, pinned to ``core`` when the machine has more than one; yield the port once it accepts connections,
+    and stop the process on exit. Its CPU is then not the measured process's."""
+    port = free_port()
+    command = [sys.executable, "-c", script, str(port)]
+    if core is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        command = ["taskset", "-c", str(core), *command]
+    process = subprocess.Popen(command)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("the target server did not start")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

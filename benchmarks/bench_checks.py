@@ -19,17 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +35,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine
+from _common import machine, target_server
 
 TARGET = """
 import sys
@@ -49,31 +46,6 @@ app = web.Application()
 app.router.add_route("GET", "/{tail:.*}", ok)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None, backlog=4096)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def target_server() -> Iterator[int]:
-    """A fast local HTTP target in its own process, so its CPU is not Vigil's; stopped on exit."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", TARGET, str(port)])
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("the target server did not start")
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def write_config(path: Path, monitors: int, interval: int, port: int) -> None:
@@ -216,7 +188,7 @@ def main() -> None:
     scenarios = [scenarios[n - 1] for n in args.only] if args.only else scenarios[:4]
     print(f"Machine: {machine()}\n")
     rows = []
-    with target_server() as port:
+    with target_server(TARGET) as port:
         for name, monitors, interval, duration in scenarios:
             result = run_child(monitors, interval, duration, args.spread, port)
             rows.append((name, result))

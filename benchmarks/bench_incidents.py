@@ -45,14 +45,12 @@ import io
 import json
 import os
 import pstats
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,7 +58,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine
+from _common import machine, target_server
 
 VMS = 2000
 SERVICES_PER_VM = 4
@@ -88,34 +86,6 @@ app.router.add_route("GET", "/control/hooks", count)
 app.router.add_route("GET", "/{tail:.*}", check)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None, backlog=4096)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def target_server() -> Iterator[int]:
-    """The local HTTP target in its own process (on core 1 when there are two); stopped on exit."""
-    port = free_port()
-    command = [sys.executable, "-c", TARGET, str(port)]
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        command = ["taskset", "-c", "1", *command]
-    process = subprocess.Popen(command)
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("the target server did not start")
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def flip(port: int, what: str) -> None:
@@ -479,7 +449,7 @@ def main() -> None:
         return
     fan_out = importlib.util.find_spec("vigil.notify.subscribers") is not None
     print(f"Machine: {machine()}\n")
-    with target_server() as port:
+    with target_server(TARGET, core=1) as port:
         r = run(args, port)
     print(json.dumps(r, indent=1), file=sys.stderr)
     c = r["child"]
