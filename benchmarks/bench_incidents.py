@@ -25,13 +25,19 @@ state recomputations.
 
 Part 2, the fan-out: ``--subscribers N`` inserts N confirmed webhook subscribers to all components (each at its
 own URL of a counting receiver in the target process) before the flip; the parent then also follows the
-``notification_deliveries`` rows and the webhooks received. ``--hv-alone`` makes only hv's path fail (its VMs
-still answer): one small incident, so the fan-out is measured without the storm. Usage::
+``notification_deliveries`` rows and the webhooks received (distinct ``X-Vigil-Delivery`` ids, repeats, the
+times of the first and the last), and reports the fan-out's duration (first to last delivery received), its
+rate, the checks' lateness from the first delivery to the last, and the runtime's writer thread meanwhile (how
+long the dispatcher's transactions ran on it, how long the engine's writes waited behind them). ``--hv-alone``
+makes only hv's path fail (its VMs still answer): one small incident, so the fan-out is measured without the
+storm; with ``--flip-at first`` the fan-out starts about a second after the flip (the short variant, ~3 min:
+the last command below). Usage::
 
     .venv/bin/python benchmarks/bench_incidents.py                        # part 1, flip as it comes, ~3 min
     .venv/bin/python benchmarks/bench_incidents.py --flip-at first --profile --watch 100
     .venv/bin/python benchmarks/bench_incidents.py --flip-at first --subscribers 10000 --watch 70
     .venv/bin/python benchmarks/bench_incidents.py --hv-alone --subscribers 10000 --watch 60
+    .venv/bin/python benchmarks/bench_incidents.py --hv-alone --flip-at first --subscribers 10000 --watch 75
 """
 
 from __future__ import annotations
@@ -64,15 +70,20 @@ VMS = 2000
 SERVICES_PER_VM = 4
 
 TARGET = """
-import sys
+import sys, time
 from aiohttp import web
-state = {"down": "up", "hooks": 0}
+state = {"down": "up", "hooks": 0, "first": None, "last": None}
+seen = set()
 async def hook(request):
     await request.read()
+    now = time.monotonic()  # CLOCK_MONOTONIC: the same clock in every process of the machine
     state["hooks"] += 1
+    state["first"] = state["first"] or now
+    state["last"] = now
+    seen.add(request.headers.get("X-Vigil-Delivery"))
     return web.Response(text="ok")
 async def count(request):
-    return web.json_response({"hooks": state["hooks"]})
+    return web.json_response({**state, "unique": len(seen)})
 async def check(request):
     down = state["down"] == "down" or (state["down"] == "alone" and request.path == "/hv")
     return web.Response(status=503 if down else 200, text="down" if down else "ok")
@@ -94,9 +105,36 @@ def flip(port: int, what: str) -> None:
         response.read()
 
 
-def hooks_received(port: int) -> int:
+def hooks_received(port: int) -> dict[str, Any]:
+    """The receiver's count: ``hooks`` (requests), ``unique`` (distinct delivery ids), ``first`` and ``last``
+    (monotonic times of the first and the last request)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/control/hooks", timeout=5) as response:
-        return int(json.loads(response.read())["hooks"])
+        return dict(json.loads(response.read()))
+
+
+def writer_probe(executor: Any) -> list[tuple[float, float, float, bool, str]]:
+    """Time every job of the runtime's writer thread: (submitted, started, ended, the dispatcher's job), in
+    monotonic seconds. How long the engine's writes wait behind the dispatcher's transactions is the point."""
+    jobs: list[tuple[float, float, float, bool, str]] = []
+    if executor is None:
+        return jobs
+    submit = executor.submit
+
+    def timed_submit(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        submitted = time.monotonic()
+        notify = str(getattr(fn, "__module__", "")).startswith("vigil.notify")
+
+        def job() -> Any:
+            started = time.monotonic()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                jobs.append((submitted, started, time.monotonic(), notify, getattr(fn, "__qualname__", "?")))
+
+        return submit(job)
+
+    executor.submit = timed_submit
+    return jobs
 
 
 def add_subscribers(database: Any, count: int, port: int) -> None:
@@ -185,8 +223,9 @@ async def child(args: argparse.Namespace) -> None:
         on_result(job, result, lateness)
 
     runtime.scheduler._on_result = record
-    rounds: list[tuple[float, float, int]] = []  # (monotonic start, seconds, rows)
-    run_once = runtime.incidents.run_once
+    writer_jobs = writer_probe(runtime._writer)
+    rounds: list[tuple[float, float, int]] = []  # (monotonic start, seconds, rows): one per outbox batch
+    step = runtime.incidents.step  # the worker runs one batch per job on the writer thread
 
     profile = cProfile.Profile() if args.profile else None
     profile_from = float("inf")  # the worker's rounds are profiled from the flip on
@@ -196,15 +235,15 @@ async def child(args: argparse.Namespace) -> None:
         if profile is not None and started > profile_from:
             profile.enable()
             try:
-                count = run_once()
+                count = step()
             finally:
                 profile.disable()
         else:
-            count = run_once()
+            count = step()
         rounds.append((started, time.monotonic() - started, count))
         return count
 
-    runtime.incidents.run_once = timed_round  # type: ignore[method-assign]
+    runtime.incidents.step = timed_round  # type: ignore[method-assign]
     recomputes: list[tuple[float, float]] = []
     recompute = runtime._recompute
 
@@ -250,8 +289,9 @@ async def child(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     flip_line = await loop.run_in_executor(None, sys.stdin.readline)
     flipped = time.monotonic() - float(json.loads(flip_line)["ago"])
-    await loop.run_in_executor(None, sys.stdin.readline)
+    stop_line = await loop.run_in_executor(None, sys.stdin.readline)
     ended = time.monotonic()
+    window = json.loads(stop_line).get("fan_out") if stop_line.startswith("{") else None
 
     def quantiles(values: list[float]) -> dict[str, float | None]:
         ordered = sorted(values)
@@ -283,6 +323,32 @@ async def child(args: argparse.Namespace) -> None:
         "lateness_by_second": _by_second(event),
         "writes_pending_at_end": {"results": runtime.results.pending, "state_changes": runtime.states.pending},
     }
+    stats = getattr(runtime.notify, "stats", None)  # the batching dispatcher's own account (absent before it)
+    if stats is not None:
+        result["dispatcher"] = {
+            "transactions": stats.transactions,
+            "claimed": stats.claimed,
+            "recorded": stats.recorded,
+            "db_seconds": stats.db_seconds,
+            "transaction_seconds": quantiles(stats.durations),
+        }
+    if window:  # from the first webhook received to the last (monotonic, the receiver's clock is the same)
+        a, b = window
+        result["lateness_fan_out"] = quantiles([late for t, late, _ in checks if a <= t <= b])
+        ours = [(s, e, name) for _, s, e, notify, name in writer_jobs if notify and a <= s <= b]
+        result["writer_dispatcher_jobs"] = {
+            **quantiles([e - s for s, e, _ in ours]),
+            "busy_seconds": sum(e - s for s, e, _ in ours),
+            "by_job": {
+                name: quantiles([e - s for s, e, n in ours if n == name]) for name in sorted({n for *_, n in ours})
+            },
+        }
+        result["writer_engine_wait_fan_out"] = quantiles(
+            [s - q for q, s, _, notify, _ in writer_jobs if not notify and a <= q <= b]
+        )
+        result["writer_engine_wait_before"] = quantiles(
+            [s - q for q, s, _, notify, _ in writer_jobs if not notify and flipped - 30 <= q < flipped]
+        )
     print(json.dumps(result), flush=True)
     if profile is not None:
         stream = io.StringIO()
@@ -291,6 +357,7 @@ async def child(args: argparse.Namespace) -> None:
     # The measurement is over: stop without the worker's last catch-up, and give up on the writers' backlog
     # after a while (behind after a storm, they can take minutes; the database is thrown away).
     runtime.incidents.run_once = lambda: 0  # type: ignore[method-assign]
+    runtime.incidents.step = lambda: 0  # type: ignore[method-assign]
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(runtime.stop(), timeout=30)
 
@@ -365,6 +432,7 @@ def run(args: argparse.Namespace, port: int) -> dict[str, Any]:
             all_attributed = hv_complete = None
             timeline = []
             fan_out: list[tuple[float, int, dict[str, int]]] = []  # (seconds, webhooks received, deliveries)
+            hooks: dict[str, Any] = {"hooks": 0, "unique": 0}
             # Bounded: two intervals and a margin; and at least one interval plus 5 s, so every monitor has
             # failed once and any extra incident the storm opens is counted.
             deadline = t0 + (args.watch or 2 * args.interval + 30)
@@ -384,16 +452,17 @@ def run(args: argparse.Namespace, port: int) -> dict[str, Any]:
                     hv_complete = now
                 if not timeline or (len(snap["incidents"]), snap["attributed"]) != timeline[-1][1:3]:
                     timeline.append((round(now, 2), len(snap["incidents"]), snap["attributed"]))
-                hooks = 0
-                if args.subscribers and (not fan_out or now - fan_out[-1][0] >= 2):
+                if args.subscribers and (not fan_out or now - fan_out[-1][0] >= 1):
                     hooks = hooks_received(port)
-                    fan_out.append((round(now, 2), hooks, snap["deliveries"]))
-                elif fan_out:
-                    hooks = fan_out[-1][1]
-                if hv_complete is not None and now > args.interval + 5 and hooks >= args.subscribers:
+                    fan_out.append((round(now, 2), hooks["unique"], snap["deliveries"]))
+                if hv_complete is not None and now > args.interval + 5 and hooks["unique"] >= args.subscribers:
                     break
             final = snapshot(db)
-            child_process.stdin.write("stop\n")
+            load_end = os.getloadavg()
+            if args.subscribers:
+                hooks = hooks_received(port)
+            window = [hooks["first"], hooks["last"]] if hooks.get("first") else None
+            child_process.stdin.write(json.dumps({"fan_out": window}) + "\n")
             child_process.stdin.flush()
             result = json.loads(child_process.stdout.readline())
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -410,6 +479,8 @@ def run(args: argparse.Namespace, port: int) -> dict[str, Any]:
         return {
             "ready": ready,
             "load_at_flip": load,
+            "load_at_end": load_end,
+            "hooks": hooks,
             "first_incident_seen": first and first["seconds"],
             "first_incident_detected_at": detected,
             "first_incident": first and first["incidents"][0],
@@ -460,7 +531,10 @@ def main() -> None:
     print(f"hv's check after the flip: {args.flip_at}; hv's first failed check {fmt(c['hv_first_failed'])}")
     print(f"{c['monitors']:,} monitors, {c['components']:,} components, all at {args.interval} s")
     print(f"first round {c['first_round_seconds']:.1f} s, settled {c['settled_seconds']:.1f} s after start")
-    print(f"load average at the flip: {' '.join(f'{x:.2f}' for x in r['load_at_flip'])}")
+    print(
+        f"load average at the flip: {' '.join(f'{x:.2f}' for x in r['load_at_flip'])}; "
+        f"at the end: {' '.join(f'{x:.2f}' for x in r['load_at_end'])}"
+    )
     met = "met" if seen is not None and seen <= target else "missed"
     print(
         f"first incident row seen {fmt(seen)} after the flip (detected_at {fmt(r['first_incident_detected_at'])}), "
@@ -484,13 +558,56 @@ def main() -> None:
             f"p99 {fmt(q['p99'] and q['p99'] * 1000, ' ms', 1)} max {fmt(q['max'] and q['max'] * 1000, ' ms', 1)}"
         )
     print(f"worker rounds with rows (s after flip, seconds, rows): {c['worker_rounds']}")
+    busy = [(s, d, n) for s, d, n in c["worker_rounds"] if s >= 0]
+    if busy:
+        rows, seconds = sum(n for _, _, n in busy), sum(d for _, d, _ in busy)
+        span = busy[-1][0] + busy[-1][1] - busy[0][0]
+        print(
+            f"worker after the flip: {rows:,} outbox rows in {len(busy)} batches, {seconds:.2f} s of work "
+            f"({rows / seconds if seconds else 0:,.0f} rows/s working; {rows / span if span else 0:,.0f} rows/s "
+            f"over {span:.1f} s); slowest batch {max(d for _, d, _ in busy):.3f} s"
+        )
     if args.subscribers and r["fan_out"]:
         start = next(((t, n) for t, n, d in r["fan_out"] if sum(d.values())), None)
-        end_t, end_n, end_d = r["fan_out"][-1]
+        end_t, _, end_d = r["fan_out"][-1]
+        h = r["hooks"]
         print(f"fan-out: {args.subscribers:,} subscribers; deliveries queued first seen at {start and start[0]} s")
-        print(f"webhooks received by {end_t:.0f} s after the flip: {end_n:,}; deliveries by status: {end_d}")
-        if start is not None and end_t > start[0]:
-            print(f"delivery rate: {end_n / (end_t - start[0]):.1f} per second")
+        print(
+            f"webhooks received by {end_t:.0f} s after the flip: {h['unique']:,} deliveries "
+            f"({h['hooks'] - h['unique']} repeated); deliveries by status: {end_d}"
+        )
+        if h.get("first") and h["last"] > h["first"]:
+            span = h["last"] - h["first"]
+            done = "all" if h["unique"] >= args.subscribers else "NOT all"
+            print(
+                f"fan-out duration (first to last delivery received): {span:.1f} s ({done} delivered), "
+                f"{h['unique'] / span:.1f} deliveries/s"
+            )
+        if "dispatcher" in c:
+            d, q = c["dispatcher"], c["dispatcher"]["transaction_seconds"]
+            print(
+                f"dispatcher: {d['transactions']} claim/record transactions ({d['claimed']} claimed, "
+                f"{d['recorded']} recorded), each p50 {fmt(q['p50'] and q['p50'] * 1000, ' ms', 1)} "
+                f"p99 {fmt(q['p99'] and q['p99'] * 1000, ' ms', 1)} max {fmt(q['max'] and q['max'] * 1000, ' ms', 1)}"
+            )
+        for name in (
+            "lateness_fan_out",
+            "writer_dispatcher_jobs",
+            "writer_engine_wait_fan_out",
+            "writer_engine_wait_before",
+        ):
+            q = c.get(name)
+            if q:
+                extra = f", busy {q['busy_seconds']:.2f} s" if "busy_seconds" in q else ""
+                for job, jq in q.get("by_job", {}).items():
+                    extra += f"; {job.split('.')[-1] if '<' not in job else 'claim/record'}: n={jq['n']} "
+                    extra += f"p50 {fmt(jq['p50'] and jq['p50'] * 1000, ' ms', 1)} "
+                    extra += f"max {fmt(jq['max'] and jq['max'] * 1000, ' ms', 1)}"
+                print(
+                    f"{name}: n={q['n']} p50 {fmt(q['p50'] and q['p50'] * 1000, ' ms', 1)} "
+                    f"p99 {fmt(q['p99'] and q['p99'] * 1000, ' ms', 1)} "
+                    f"max {fmt(q['max'] and q['max'] * 1000, ' ms', 1)}{extra}"
+                )
     elif not fan_out:
         print("Part 2 (fan-out to subscribers): pending (no subscribers in vigil.notify)")
 

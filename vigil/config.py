@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     alert_mapping: Path | None = Field(default=None, description="YAML file mapping alert labels to components.")
     # Subscribers (issue 4, docs/subscribers.md): the links in messages (confirm, unsubscribe) start with this.
     public_url: str = "http://127.0.0.1:8080"
+    # Notifications (issue 4, docs/notifications.md): how many deliveries the dispatcher sends at once.
+    notify_concurrency: int = Field(
+        default=64, ge=1, le=1000, description="Notifications (webhooks, e-mails) being sent at once, at most."
+    )
+    notify_smtp_concurrency: int = Field(
+        default=4, ge=1, le=100, description="E-mails being sent at once per SMTP server (and per Apprise channel)."
+    )
+    subscribe_rate_limit: int = Field(
+        default=10, ge=0, description="Subscription requests per hour from one client address (0: no limit)."
+    )
 
     @model_validator(mode="after")
     def _real_secret_outside_development(self) -> Settings:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -19,7 +21,9 @@ from tests.dbfixtures import FlakyDatabase, count_rows
 from tests.monitors import servers
 from vigil.config import Settings
 from vigil.db import Base, session_scope, upgrade
+from vigil.engine import runtime as runtime_module
 from vigil.engine.runtime import Runtime
+from vigil.engine.states import ComponentVerdict
 from vigil.monitors.models import Component, ComponentState, Monitor, PingKind, StateChange
 
 pytest_plugins = ["tests.dbfixtures"]
@@ -218,3 +222,38 @@ async def test_the_runtime_survives_a_database_outage(flaky_db: FlakyDatabase, t
         ).all()
         assert len(downs) == 1  # the change made during the outage reached the outbox afterwards
     assert count_rows(flaky_db.direct, "check_results") > 0
+
+
+async def test_component_states_are_derived_off_the_loop_and_a_stale_derivation_is_dropped(
+    setup: tuple[Runtime, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A derivation takes 0.1-0.3 s on a large model under a storm: it runs in the states thread, so that the
+    # loop keeps starting checks; one overtaken by a newer derivation must not apply its older verdicts.
+    runtime, _, flag = setup
+    await until(lambda: runtime.verdicts.get("hv") is not None and runtime.verdicts["hv"].state is S.UP)
+    real = runtime_module.component_states
+    threads: list[str] = []
+    release = threading.Event()
+
+    def slow(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:
+            release.wait(10)  # the first one is held back while the loop goes on, and comes back stale:
+            return {cid: ComponentVerdict(S.UNKNOWN) for cid in args[0].components}  # applied, it would show
+        return real(*args)
+
+    monkeypatch.setattr(runtime_module, "component_states", slow)
+    flag.unlink()  # hv fails: its monitor's change starts a derivation in the thread
+    await until(lambda: len(threads) >= 1)
+    ticks = 0
+    for _ in range(5):  # the loop is not blocked by the derivation in flight
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert ticks == 5 and runtime.verdicts["hv"].state is S.UP  # not applied yet
+    runtime._recompute()  # newer: on the loop, from the same monitors; the held one is now stale
+    assert runtime.verdicts["hv"].state is S.DOWN
+    release.set()
+    await until(lambda: not runtime._recomputing)
+    await asyncio.sleep(0.1)  # its done callback has run: nothing it returned was applied
+    assert threads[0].startswith("vigil-states")
+    assert runtime.verdicts["hv"].state is S.DOWN and runtime.verdicts["vm1"].cause == "hv"

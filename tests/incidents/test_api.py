@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from tests.web.support import LocalBackend, serving
 from vigil.config import Settings
 from vigil.db import session_scope
 from vigil.monitors.models import Component
+from vigil.notify.models import ChangeKind, Delivery, DeliveryStatus, Subscriber, SubscriberKind, SubscriberStatus
 from vigil.web.app import create_app
 
 pytest_plugins = ["tests.dbfixtures"]
@@ -78,3 +80,53 @@ def test_errors_name_the_field(client: httpx.Client) -> None:
     assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "components"]
     assert client.post("/api/v1/incidents/999/ack", headers=AUTH).status_code == 404
     assert client.get("/api/v1/incidents", params={"state": "sideways"}).status_code == 422
+
+
+def test_deliveries_of_an_incident_behind_the_token(client: httpx.Client, engine: Engine) -> None:
+    body = {"title": "DB down", "components": {"db": "major_outage"}}
+    opened = client.post("/api/v1/incidents", json=body, headers=AUTH)
+    incident_id = opened.json()["id"]
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with session_scope(engine) as session:
+        subscriber = Subscriber(
+            kind=SubscriberKind.EMAIL,
+            address="a@example.org",
+            status=SubscriberStatus.CONFIRMED,
+            all_components=True,
+            confirm_token="c",
+            unsubscribe_token="u",
+            created_at=now,
+        )
+        session.add(subscriber)
+        session.flush()
+        for channel, status, error, subscriber_id in (
+            ("ops-hook", DeliveryStatus.SENT, None, None),
+            ("pager", DeliveryStatus.PENDING, "HTTP 503", None),
+            ("subscriber", DeliveryStatus.SENT, None, subscriber.id),
+            ("subscriber", DeliveryStatus.FAILED, "refused", subscriber.id),
+        ):
+            session.add(
+                Delivery(
+                    incident_id=incident_id,
+                    channel_id=channel,
+                    subscriber_id=subscriber_id,
+                    change=ChangeKind.OPENED,
+                    status=status,
+                    attempts=1,
+                    next_attempt_at=now,
+                    last_error=error,
+                    payload={},
+                    created_at=now,
+                    sent_at=now if status is DeliveryStatus.SENT else None,
+                )
+            )
+    path = f"/api/v1/incidents/{incident_id}/deliveries"
+    assert client.get(path).status_code == 401  # channel names and their errors are not public
+    document = client.get(path, headers=AUTH).json()
+    assert [(d["channel_id"], d["status"], d["last_error"]) for d in document["deliveries"]] == [
+        ("ops-hook", "sent", None),
+        ("pager", "pending", "HTTP 503"),
+    ]
+    assert document["deliveries"][1]["next_attempt_at"] is not None and document["deliveries"][0]["sent_at"]
+    assert document["subscribers"] == {"pending": 0, "sent": 1, "failed": 1}
+    assert client.get("/api/v1/incidents/999/deliveries", headers=AUTH).status_code == 404

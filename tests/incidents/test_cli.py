@@ -60,3 +60,17 @@ def test_bad_input_exits_2_naming_the_field(run, args: tuple[str, ...], message:
     result = run(*args)
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_deliveries_of_an_incident_from_the_command_line(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("open", "--title", "DB down", "--component", "db").exit_code == 0
+    shown = run("deliveries", "1", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output) == {
+        "incident_id": 1,
+        "deliveries": [],  # nothing is sent from a shell: the server's dispatcher tells the change
+        "subscribers": {"pending": 0, "sent": 0, "failed": 0},
+    }
+    assert "subscribers: 0 sent, 0 pending, 0 failed" in run("deliveries", "1").output
+    missing = run("deliveries", "42")
+    assert missing.exit_code == 2 and "no incident with id 42" in missing.output

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import model_from
 from vigil.cli.app import app
 from vigil.incidents.models import Impact
-from vigil.notify.config import SmtpChannel, WebhookChannel, notifications_of
+from vigil.model.loader import load_model
+from vigil.notify.config import AppriseChannel, SmtpChannel, WebhookChannel, notifications_of
 
 MODEL = """\
 components:
@@ -101,3 +103,50 @@ def test_vigil_validate_reports_a_bad_apprise_url_with_file_and_line(tmp_path: P
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert "4 notification channels" in result.output
+
+
+SECRETS = """\
+components: [{id: db, kind: database}]
+notifications:
+  channels:
+    - {id: hook, type: webhook, url: 'http://127.0.0.1:9/h', secret_file: secrets/hook}
+    - {id: mail, type: smtp, host: 127.0.0.1, from: v@example.org, to: [o@example.org], username: u,
+       password_env: VIGIL_TEST_SMTP_PASSWORD}
+    - {id: chat, type: apprise, url_env: VIGIL_TEST_APPRISE_URL}
+    - {id: gone, type: webhook, url: 'http://127.0.0.1:9/g', secret_file: /nonexistent/vigil-secret}
+    - {id: unset, type: webhook, url: 'http://127.0.0.1:9/u', secret_env: VIGIL_TEST_UNSET_SECRET}
+    - {id: both, type: webhook, url: 'http://127.0.0.1:9/b', secret: 0123456789abcdef0123, secret_env: X}
+  routes:
+    - {channels: [hook, mail, chat]}
+"""
+
+
+def test_secrets_come_from_files_and_the_environment_and_a_missing_one_names_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "hook").write_text("file-secret-0123456789\n", encoding="utf-8")  # `echo`'s newline
+    monkeypatch.setenv("VIGIL_TEST_SMTP_PASSWORD", "env-password")
+    monkeypatch.setenv("VIGIL_TEST_APPRISE_URL", "json://127.0.0.1:9/x")
+    monkeypatch.delenv("VIGIL_TEST_UNSET_SECRET", raising=False)
+    path = tmp_path / "model.yaml"
+    path.write_text(SECRETS, encoding="utf-8")
+    config = notifications_of(load_model([path]))
+    assert sorted(config.channels) == ["chat", "hook", "mail"]
+    hook, mail, chat = config.channels["hook"], config.channels["mail"], config.channels["chat"]
+    assert isinstance(hook, WebhookChannel) and hook.secret == "file-secret-0123456789"  # relative to the file
+    assert isinstance(mail, SmtpChannel) and mail.password == "env-password"
+    assert isinstance(chat, AppriseChannel) and chat.url == "json://127.0.0.1:9/x"
+    issues = [str(i).replace(str(path), "model.yaml") for i in config.issues]
+    assert issues == [
+        "model.yaml:8: notifications.channels[3].secret_file: cannot read /nonexistent/vigil-secret: "
+        "No such file or directory",
+        "model.yaml:9: notifications.channels[4].secret_env: environment variable VIGIL_TEST_UNSET_SECRET is not "
+        "set (or empty)",
+        "model.yaml:10: notifications.channels[5].secret_env: give one of secret, secret_env, not several",
+    ]
+    # A secret read from a file is still checked like one written in place: too short is refused.
+    (tmp_path / "secrets" / "hook").write_text("short\n", encoding="utf-8")
+    config = notifications_of(load_model([path]))
+    assert "hook" not in config.channels
+    assert any("channels[0].secret" in str(i) and "16 characters" in str(i) for i in config.issues)

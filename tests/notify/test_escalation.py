@@ -153,3 +153,46 @@ def test_escalation_config_is_checked() -> None:
     text = CONFIG.replace(", escalate_to: [boss]", "")
     assert "go together" in notifications_of(model_from(text)).issues[0].message
     assert notifications_of(model_from(CONFIG)).routes[0].remind_every == 600
+
+
+LEVELS = CONFIG.replace(
+    "    - {id: boss, type: webhook",
+    "    - {id: lead, type: webhook, url: 'http://127.0.0.1:9/l', secret: s3cret-s3cret-s3cret}\n"
+    "    - {id: boss, type: webhook",
+).replace(
+    "{channels: [oncall], remind_every: 10m, escalate_after: 30m, escalate_to: [boss]}",
+    "{channels: [oncall], escalate: [{after: 1h, to: [boss]}, {after: 15m, to: [lead]}]}",
+)
+
+
+async def test_several_escalation_levels_each_told_once_in_time_order(engine: Engine) -> None:
+    fx = Fixture(engine)
+    assert fx.dispatcher.configure(model_from(LEVELS)).issues == []
+    incident_id = fx.open()
+    assert await fx.at(0) == [("oncall", "opened")]
+    assert await fx.at(14.9) == []
+    assert await fx.at(15) == [("lead", "escalation")]
+    assert await fx.at(59) == []  # the first level is not told again
+    assert await fx.at(60) == [("boss", "escalation")]
+    assert await fx.at(120) == []
+    events = escalation_events(engine, incident_id)
+    assert [(e["channels"], e["after"]) for e in events] == [(["lead"], 900.0), (["boss"], 3600.0)]
+
+
+async def test_levels_all_due_after_a_server_downtime_are_told_at_once(engine: Engine) -> None:
+    fx = Fixture(engine)
+    fx.dispatcher.configure(model_from(LEVELS))
+    fx.open()
+    await fx.at(0)
+    assert await fx.at(90) == [("boss", "escalation"), ("lead", "escalation")]
+    assert await fx.at(91) == []
+
+
+def test_escalation_levels_are_checked() -> None:
+    config = notifications_of(model_from(LEVELS.replace("to: [boss]", "to: [boss, nobody]")))
+    assert [str(i) for i in config.issues] == [
+        "test.yaml:9: notifications.routes[0].escalate[0].to[1]: unknown or invalid channel 'nobody'"
+    ]
+    assert [(level.after, level.to) for level in config.routes[0].levels] == [(900.0, ["lead"]), (3600.0, ["boss"])]
+    same = notifications_of(model_from(LEVELS.replace("after: 1h", "after: 15m")))
+    assert "same time" in same.issues[0].message and same.routes == []

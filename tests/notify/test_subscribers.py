@@ -17,11 +17,12 @@ from tests.notify.receivers import http_receiver, smtp_server
 from vigil.db import session_scope
 from vigil.incidents.models import ComponentStatus, Impact
 from vigil.incidents.service import get_incident, open_incident
-from vigil.maintenance.service import schedule_maintenance, start_maintenance
+from vigil.maintenance.service import cancel_maintenance, schedule_maintenance, start_maintenance
 from vigil.monitors.models import Component
 from vigil.notify import subscribers as subs
 from vigil.notify.dispatcher import Dispatcher
 from vigil.notify.models import ChangeKind, Delivery, DeliveryStatus, Subscriber, SubscriberKind, SubscriberStatus
+from vigil.notify.transports import render_subscriber
 
 pytest_plugins = ["tests.dbfixtures"]
 pytestmark = pytest.mark.anyio
@@ -174,13 +175,17 @@ async def test_maintenance_is_announced_to_its_components_subscribers(engine: En
             now=T0,
         )
         start_maintenance(session=session, maintenance_id=window.id, now=T0 + timedelta(hours=1))
+        cancel_maintenance(session=session, maintenance_id=window.id, now=T0 + timedelta(hours=1, minutes=5))
     with session_scope(engine) as session:
         rows = list(session.scalars(select(Delivery).order_by(Delivery.id)))
         assert [(r.subscriber_id, r.payload["maintenance"]["status"]) for r in rows] == [
             (on_web, "scheduled"),
             (on_web, "in_progress"),
+            (on_web, "cancelled"),  # told it is off, as they were told it started
         ]
         assert all(r.incident_id is None for r in rows)
+    subject, _ = render_subscriber(rows[-1].payload, confirm_url="-", unsubscribe_url="https://u")
+    assert subject == "[Vigil] Maintenance cancelled: Upgrade"
 
 
 async def test_webhook_subscriber_gets_a_signed_post(engine: Engine) -> None:

@@ -10,9 +10,12 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
+from tests.web.support import LocalBackend, serving
 from vigil.config import get_settings
 from vigil.db import session_scope
 from vigil.notify.models import Delivery, Subscriber, SubscriberStatus
+from vigil.web.app import create_app
+from vigil.web.subscribe import RateLimit
 
 pytest_plugins = ["tests.dbfixtures"]
 
@@ -27,6 +30,14 @@ def secret_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def base_url_limited(backend: LocalBackend, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("VIGIL_SUBSCRIBE_RATE_LIMIT", "3")
+    get_settings.cache_clear()
+    with serving(create_app(backend)) as url:
+        yield url
 
 
 def stored(engine: Engine, subscriber_id: int) -> tuple[SubscriberStatus, str, str]:
@@ -101,3 +112,40 @@ def test_admin_lists_approves_and_deletes_behind_the_token(base_url: str, engine
     assert approved.status_code == 200 and approved.json()["status"] == "confirmed"
     assert httpx.delete(f"{base_url}/api/v1/subscribers/{subscriber_id}", headers=ADMIN).status_code == 204
     assert httpx.delete(f"{base_url}/api/v1/subscribers/{subscriber_id}", headers=ADMIN).status_code == 404
+
+
+def test_asking_again_for_an_unconfirmed_address_sends_no_second_mail(base_url: str, engine: Engine) -> None:
+    body = {"address": "victim@example.org"}
+    first = httpx.post(f"{base_url}/api/v1/subscribers", json=body)
+    again = httpx.post(f"{base_url}/api/v1/subscribers", json={**body, "components": ["web"]})
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]  # the same pending request, not a new one
+    with session_scope(engine) as session:
+        assert len(session.scalars(select(Subscriber)).all()) == 1
+        assert len(session.scalars(select(Delivery)).all()) == 1  # one confirmation mail
+
+
+def test_one_client_is_limited_with_a_retry_after_and_nothing_stored(base_url_limited: str, engine: Engine) -> None:
+    for n in range(3):
+        answer = httpx.post(f"{base_url_limited}/api/v1/subscribers", json={"address": f"a{n}@example.org"})
+        assert answer.status_code == 202, answer.text
+    refused = httpx.post(f"{base_url_limited}/api/v1/subscribers", json={"address": "a3@example.org"})
+    assert refused.status_code == 429 and "too many" in refused.json()["detail"]
+    assert 1190 <= int(refused.headers["Retry-After"]) <= 1200  # one request per 20 minutes at 3 per hour
+    with session_scope(engine) as session:
+        addresses = sorted(s.address for s in session.scalars(select(Subscriber)))
+    assert addresses == ["a0@example.org", "a1@example.org", "a2@example.org"]
+
+
+def test_the_bucket_refills_over_time_per_client_and_forgets_the_idlest() -> None:
+    now = [0.0]
+    limit = RateLimit(2, clients=2, clock=lambda: now[0])
+    assert [limit.take("a"), limit.take("a")] == [0.0, 0.0]
+    assert limit.take("a") == pytest.approx(1800.0)  # 2 per hour: one every 30 minutes
+    assert limit.take("b") == 0.0  # another client has its own bucket
+    now[0] = 1800.0
+    assert limit.take("a") == 0.0
+    assert limit.take("a") > 0
+    limit.take("c")  # a third client: the longest idle ("b") is forgotten, the memory stays bounded
+    assert set(limit._buckets) == {"a", "c"}
+    assert RateLimit(0).take("a") == 0.0  # 0: no limit

@@ -22,6 +22,7 @@ from vigil.incidents import reshape, service
 from vigil.incidents.models import ComponentStatus, IncidentStatus
 from vigil.incidents.schemas import incident_document
 from vigil.incidents.service import IncidentError, parse_choice
+from vigil.notify import service as notify_service
 
 __all__ = ["incident_app"]
 
@@ -207,3 +208,39 @@ def component_(
 
     _run(work)
     _out.print(f"incident {incident_id}: {component_id} {status}", highlight=False)
+
+
+@incident_app.command()
+def deliveries(incident_id: IdArg, as_json: JsonOpt = False) -> None:
+    """Show the notifications of an incident: each channel's delivery, and counts for subscribers."""
+
+    def work(session: Session) -> dict[str, Any]:
+        service.get_incident(session=session, incident_id=incident_id)  # an unknown id is exit 2, named
+        rows = notify_service.list_deliveries(session=session, incident_id=incident_id)
+        return {
+            "incident_id": incident_id,
+            "deliveries": [notify_service.delivery_document(row) for row in rows],
+            "subscribers": notify_service.subscriber_counts(session=session, incident_id=incident_id),
+        }
+
+    doc = _run(work)
+    if as_json:
+        _out.print_json(json.dumps(doc))
+        return
+    table = Table("id", "channel", "change", "status", "attempts", "sent / next attempt", "last error")
+    for d in doc["deliveries"]:
+        when = d["sent_at"] or d["next_attempt_at"] or "-"
+        table.add_row(
+            str(d["id"]),
+            escape(d["channel_id"]),
+            d["change"],
+            d["status"],
+            str(d["attempts"]),
+            when,
+            escape(d["last_error"] or ""),
+        )
+    _out.print(table)
+    counts = doc["subscribers"]
+    _out.print(
+        f"subscribers: {counts['sent']} sent, {counts['pending']} pending, {counts['failed']} failed", highlight=False
+    )

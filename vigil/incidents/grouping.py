@@ -9,8 +9,17 @@ itself when nothing upstream explains it. The rules, applied to the changes in o
    whose probable cause lies in the blast radius of the root (the new root is deeper: it becomes the
    incident's probable cause). Several candidates: the oldest wins (the others are merged, rule 5).
 2. A failure that belongs to no open incident opens one: probable cause = its root, affected = the root and
-   whatever its blast radius takes down or degrades that the engine sees failing now.
-3. A change of a component already affected updates its status there (a recovery makes it ``operational``).
+   its whole blast radius at once (:func:`_widen`): what the model says the root takes down is in
+   ``major_outage``, what it degrades (an optional dependency lost, a degraded host) in
+   ``degraded_performance``; a component that keeps enough of an any-of/k-of-n group is up (only exposed) and
+   not listed. What the engine sees beats the model: a member failing or in maintenance gets its engine state,
+   and one whose own monitors answered since the root failed (``observed``) is not listed. The same happens
+   when a deeper root becomes an incident's probable cause (rule 1). When the probable cause recovers, the
+   members the engine now sees up or unknown become operational (a component listed by the model whose
+   monitor never failed sends no change of its own).
+3. A change of a component already affected updates its status there (a recovery makes it ``operational``);
+   one that does not change its status (a VM of the radius whose own check now fails too) is only recorded
+   in ``changes`` for the timeline, without further work.
    Scheduled maintenance: a component in maintenance opens nothing; one that leaves maintenance still down
    (the window overran), or one outside a window taken down by a component in it, opens an incident at once
    whose title says so.
@@ -91,6 +100,11 @@ class IncidentView:
     mitigated_at: datetime | None = None
     title: str = ""
     changes: list[Change] = field(default_factory=list)  # the changes this batch applied to it, in order
+    # What this batch did to ``components``: the ids it added or whose status it changed (what the worker writes),
+    # and those the model listed (the blast radius of a new probable cause) rather than their own change.
+    dirty: set[str] = field(default_factory=set)
+    inferred: list[str] = field(default_factory=list)
+    rescan: bool = False  # an impaired status improved: impact and recovery need every component again
 
 
 def status_of(state: ComponentState) -> ComponentStatus:
@@ -125,24 +139,54 @@ def impact_of(tiers: Mapping[str, Tier], components: Mapping[str, ComponentStatu
     return worst
 
 
+# A root's radius: its members (the root included), their effects, and the path of each effect (impact.causes).
+_Radius = tuple[frozenset[str], dict[str, ComponentStatus], dict[str, str | None]]
+
+
 class Radii:
-    """Blast radius per root, computed once per batch (a site's radius can be thousands of components); share one
-    between :func:`group_changes` and :func:`automatic_merges` of the same batch."""
+    """Blast radius per root (a site's radius can be thousands of components), computed once for a model: share
+    one between :func:`group_changes` and :func:`automatic_merges`, and across batches while the model stays
+    (the incident worker keeps one per model; ``limit`` roots at most, then it starts afresh)."""
 
-    def __init__(self, model: Model) -> None:
-        self._model = model
-        self._cache: dict[str, frozenset[str]] = {}
+    def __init__(self, model: Model, limit: int = 4096) -> None:
+        self.model = model
+        self._limit = limit
+        self._cache: dict[str, _Radius] = {}
 
-    def __call__(self, root: str) -> frozenset[str]:
+    def _get(self, root: str) -> _Radius:
         hit = self._cache.get(root)
         if hit is None:
+            effects: dict[str, ComponentStatus] = {}
+            causes: dict[str, str | None] = {}
             try:
-                impact = blast_radius(self._model, failed=[root])
-                hit = frozenset({root, *(e.id for e in impact.down), *(e.id for e in impact.degraded)})
+                impact = blast_radius(self.model, failed=[root])
             except KeyError:  # a component that left the config: it is its own radius
-                hit = frozenset({root})
+                pass
+            else:
+                # Down and degraded only: a component that keeps enough members of an any/k-of-n group is up
+                # (``impact.exposed``), it has a working alternative and is not affected.
+                effects = {e.id: ComponentStatus.MAJOR_OUTAGE for e in impact.down if e.id != root}
+                effects.update((e.id, ComponentStatus.DEGRADED_PERFORMANCE) for e in impact.degraded if e.id != root)
+                effects = dict(sorted(effects.items()))
+                causes = impact.causes
+            if len(self._cache) >= self._limit:
+                self._cache.clear()
+            hit = (frozenset({root, *effects}), effects, causes)
             self._cache[root] = hit
         return hit
+
+    def __call__(self, root: str) -> frozenset[str]:
+        """The root and every component its failure takes down or degrades."""
+        return self._get(root)[0]
+
+    def effects(self, root: str) -> dict[str, ComponentStatus]:
+        """What the root's failure does to each member of its radius (the root aside), as a Statuspage status:
+        ``major_outage`` (down) or ``degraded_performance``; sorted by id. Not to be modified."""
+        return self._get(root)[1]
+
+    def causes(self, root: str) -> Mapping[str, str | None]:
+        """Each node the root's failure reaches, to the node its effect comes through (toward the root)."""
+        return self._get(root)[2]
 
 
 def group_changes(
@@ -151,33 +195,58 @@ def group_changes(
     changes: Iterable[Change],
     states: Mapping[str, ComponentState],
     radii: Radii | None = None,
+    observed: Mapping[str, datetime] | None = None,
 ) -> list[IncidentView]:
     """Apply ``changes`` (oldest first) to copies of the open ``incidents``; return the incidents touched.
 
-    ``states`` is every component's current state (after the changes). New incidents come back with id None,
-    in the order they were opened; the inputs are not modified.
+    ``states`` is every component's current state (after the changes). ``observed``: when each component's own
+    monitors last answered (None or a missing id: unknown, and a component the engine sees up is then taken at
+    its word, as the model cannot tell how old that word is). New incidents come back with id None, in the
+    order they were opened; the inputs are not modified.
+
+    The cost of a change is one lookup per open incident (and one blast radius per new root): a change of a
+    component already listed with that status only adds to ``changes``.
     """
     radii = radii or Radii(model)
-    views = [replace(v, components=dict(v.components), changes=[]) for v in incidents]
+    # Oldest first, new ones last (appended in order): the order rule 1 prefers.
+    ordered = sorted(incidents, key=lambda v: (v.id is None, v.id or 0))
+    views = [replace(v, components=dict(v.components), changes=[], dirty=set(), inferred=[]) for v in ordered]
     touched: dict[int, IncidentView] = {}
     for change in changes:
-        for target in _apply(model, radii, views, change, states):
+        for target in _apply(model, radii, views, change, states, observed):
             touched[id(target)] = target
     for view in touched.values():
         _settle(model, view, states)
     return list(touched.values())
 
 
+def _set(view: IncidentView, cid: str, status: ComponentStatus) -> None:
+    before = view.components.get(cid)
+    if before is status:
+        return
+    view.components[cid] = status
+    view.dirty.add(cid)
+    if before in _IMPAIRED:
+        view.rescan = True
+
+
 def _apply(
-    model: Model, radii: Radii, views: list[IncidentView], change: Change, states: Mapping[str, ComponentState]
+    model: Model,
+    radii: Radii,
+    views: list[IncidentView],
+    change: Change,
+    states: Mapping[str, ComponentState],
+    observed: Mapping[str, datetime] | None,
 ) -> list[IncidentView]:
     cid, failing = change.component_id, change.to_state in FAILING
     if not failing:
         # A recovery (or maintenance) only matters to the incidents that list the component.
         holders = [v for v in views if cid in v.components]
         for holder in holders:
-            holder.components[cid] = status_of(change.to_state)
+            _set(holder, cid, status_of(change.to_state))
             holder.changes.append(change)
+            if cid == holder.probable_cause and change.to_state in (S.UP, S.UNKNOWN):
+                _reconcile(holder, states)
         return holders
     view = _belongs_to(radii, views, change)
     if view is None:
@@ -190,11 +259,11 @@ def _apply(
             title=_unplanned_title(change, states),
         )
         views.append(view)
-        _widen(model, radii, view, change.root, states)
+        _widen(model, radii, view, change, states, observed)
     elif view.probable_cause != change.root and view.probable_cause in radii(change.root):
         view.probable_cause = change.root  # deeper than what the incident knew: the radius grows with it
-        _widen(model, radii, view, change.root, states)
-    view.components[cid] = status_of(change.to_state)
+        _widen(model, radii, view, change, states, observed)
+    _set(view, cid, status_of(change.to_state))
     view.changes.append(change)
     if view.status is IncidentStatus.MONITORING and not view.taken_over:
         view.status = IncidentStatus.INVESTIGATING  # it failed again while we watched
@@ -202,9 +271,18 @@ def _apply(
     return [view]
 
 
+def _reconcile(view: IncidentView, states: Mapping[str, ComponentState]) -> None:
+    # The probable cause is back: a member listed from the model whose own monitor never failed (it answered
+    # all along, or the model was wrong) sends no change that would make it operational; the engine's word now
+    # does. Members whose state is not known here keep their status. Once per recovery of the cause.
+    for member, status in list(view.components.items()):
+        if status in _IMPAIRED and states.get(member) in (S.UP, S.UNKNOWN):
+            _set(view, member, ComponentStatus.OPERATIONAL)
+
+
 def _belongs_to(radii: Radii, views: list[IncidentView], change: Change) -> IncidentView | None:
     root, cid = change.root, change.component_id
-    for view in sorted(views, key=lambda v: (v.id is None, v.id or 0)):  # oldest first; new ones last
+    for view in views:  # oldest first; new ones last
         cause = view.probable_cause
         if cause == root or root in view.components or cid in view.components:
             return view
@@ -213,20 +291,72 @@ def _belongs_to(radii: Radii, views: list[IncidentView], change: Change) -> Inci
     return None
 
 
-def _widen(model: Model, radii: Radii, view: IncidentView, root: str, states: Mapping[str, ComponentState]) -> None:
-    # Affected = the root and the part of its blast radius that the engine sees failing: a VM whose own
-    # monitor still answers is up, whatever the model infers (the engine decided the same way).
-    for member in sorted(radii(root)):
-        if member in model.components and member not in view.components:
-            state = states.get(member, S.UNKNOWN)
-            if state in FAILING or state is S.MAINTENANCE:
-                view.components[member] = status_of(state)
+def _widen(
+    model: Model,
+    radii: Radii,
+    view: IncidentView,
+    change: Change,
+    states: Mapping[str, ComponentState],
+    observed: Mapping[str, datetime] | None,
+) -> None:
+    # Affected = the root and its whole blast radius, now: the model knows what the root takes with it before
+    # each dependant's own check has failed (2,000 VMs checked over a whole interval). The engine's word beats
+    # the model's where it has one: a member failing or in maintenance gets its state; one the engine sees up
+    # is left out unless its monitors last answered before the root failed (then it is only not checked yet).
+    root, failed_at = change.root, change.at
+    causes = radii.causes(root)
+    answering: dict[str, bool] = {}  # node → the path from the root to it crosses a component the engine sees up
+
+    def seen_up(node: str) -> bool:
+        if states.get(node) is not S.UP:
+            return False
+        seen = observed.get(node) if observed is not None else None
+        return seen is None or seen >= failed_at  # answered since the root failed, or we cannot tell
+
+    def cut_off(node: str) -> bool:
+        path: list[str] = []
+        at: str | None = node
+        while at is not None and at != root and at not in answering and at not in path:
+            path.append(at)
+            at = causes.get(at)
+        verdict = answering.get(at, False) if at is not None else False
+        for step in reversed(path):
+            verdict = verdict or seen_up(step)
+            answering[step] = verdict
+        return verdict
+
+    for member, effect in radii.effects(root).items():
+        if member in view.components:
+            continue
+        state = states.get(member, S.UNKNOWN)
+        if state in FAILING or state is S.MAINTENANCE:
+            status = status_of(state)
+        elif cut_off(member):
+            # It answered (or what it runs on or needs did) since the root failed: up, whatever the model infers.
+            continue
+        else:  # not checked since the root failed, or nobody watches it: the model is all there is
+            status = effect
+        _set(view, member, status)
+        view.inferred.append(member)
+    if root in model.components and root not in view.components:
+        state = states.get(root, S.UNKNOWN)
+        if state in FAILING or state is S.MAINTENANCE:
+            _set(view, root, status_of(state))
 
 
 def _settle(model: Model, view: IncidentView, states: Mapping[str, ComponentState]) -> None:
-    view.impact = impact_of(
-        {c: model.components[c].tier for c in view.components if c in model.components}, view.components
-    )
+    if view.id is None or view.rescan:
+        view.impact = impact_of(
+            {c: model.components[c].tier for c in view.components if c in model.components}, view.components
+        )
+    elif view.dirty:
+        # Only worse statuses or new components (an improvement sets ``rescan``): the impact can only rise, and
+        # the components this batch changed say by how much. A storm's thousands of members cost nothing here.
+        dirty = {c: view.components[c] for c in view.dirty}
+        extra = impact_of({c: model.components[c].tier for c in dirty if c in model.components}, dirty)
+        rank = list(Impact)
+        if rank.index(extra) > rank.index(view.impact):
+            view.impact = extra
     if view.id is None and not view.title:  # a maintenance title (see _unplanned_title) is kept
         view.title = _title(model, view)
     recovered = all(status not in _IMPAIRED for status in view.components.values())

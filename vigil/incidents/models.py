@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -62,6 +62,14 @@ class ComponentStatus(StrEnum):
 class EntryKind(StrEnum):
     UPDATE = "update"  # written by a person
     EVENT = "event"  # recorded automatically
+
+
+class Notice(StrEnum):
+    """What people must be told of a change a person made (0008); the values are the notifications' change kinds."""
+
+    OPENED = "opened"
+    UPDATE = "update"  # a person's update: its message, and the status it set if any
+    ACKNOWLEDGED = "acknowledged"  # the team's channels only: subscribers are told of updates, not of who is on it
 
 
 class EventType(StrEnum):
@@ -133,6 +141,15 @@ class IncidentUpdate(Base):
     """One entry of an incident's timeline: an update a person wrote, or an event recorded automatically."""
 
     __tablename__ = "incident_updates"
+    # Only the rows still to announce (0008): finding them stays cheap however long the timelines grow.
+    __table_args__ = (
+        Index(
+            "ix_incident_updates_notice",
+            "id",
+            sqlite_where=text("notice IS NOT NULL"),
+            postgresql_where=text("notice IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
@@ -144,6 +161,9 @@ class IncidentUpdate(Base):
     author: Mapped[str | None] = mapped_column(String(200))
     event_type: Mapped[EventType | None] = mapped_column(_enum(EventType))
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    # What people must be told of this change of theirs (a ChangeKind of the notifications: opened, update,
+    # acknowledged), until the server's dispatcher has queued its deliveries; None: nothing (left) to tell.
+    notice: Mapped[Notice | None] = mapped_column(_enum(Notice, 16))
 
     incident: Mapped[Incident] = relationship(back_populates="updates")
 

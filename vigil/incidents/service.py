@@ -34,6 +34,7 @@ from vigil.incidents.models import (
     IncidentComponent,
     IncidentStatus,
     IncidentUpdate,
+    Notice,
 )
 from vigil.model.types import Tier
 from vigil.monitors.models import Component
@@ -233,7 +234,8 @@ def open_incident(
         data = {"probable_cause": probable_cause, "components": {c: s.value for c, s in statuses.items()}}
         add_event(session=session, incident=incident, event_type=EventType.OPENED, body=body, at=now, data=data)
     else:
-        _person_update(incident, body=body or f"Incident opened: {title}", status=status, author=author, at=now)
+        entry = _person_update(incident, body=body or f"Incident opened: {title}", status=status, author=author, at=now)
+        entry.notice = Notice.OPENED  # the server's dispatcher tells channels and subscribers (docs/notifications.md)
     session.flush()
     return incident
 
@@ -246,9 +248,10 @@ def _person_update(
     author: str | None,
     at: datetime,
     display_at: datetime | None = None,
+    data: dict[str, Any] | None = None,
 ) -> IncidentUpdate:
     entry = IncidentUpdate(
-        kind=EntryKind.UPDATE, at=at, display_at=display_at or at, status=status, body=body, author=author
+        kind=EntryKind.UPDATE, at=at, display_at=display_at or at, status=status, body=body, author=author, data=data
     )
     incident.updates.append(entry)
     return entry
@@ -282,11 +285,14 @@ def post_update(
     incident = open_for_change(session, incident_id)
     if not body.strip() and status is None:
         raise InvalidIncidentError("body: an update needs a message or a status", field="body")
+    previous = incident.status
     if status is not None:
         set_status(incident, status, now)
     incident.taken_over = True
     incident.updated_at = now
-    entry = _person_update(incident, body=body, status=status, author=author, at=now, display_at=display_at)
+    data = {"previous_status": previous.value}  # what the message says it was, whatever happens before it is sent
+    entry = _person_update(incident, body=body, status=status, author=author, at=now, display_at=display_at, data=data)
+    entry.notice = Notice.UPDATE
     session.flush()
     return entry
 
@@ -315,7 +321,11 @@ def acknowledge_incident(
         incident.acknowledged_at = now
     incident.updated_at = now
     body = f"Acknowledged by {author}." if author else "Acknowledged."
-    add_event(session=session, incident=incident, event_type=EventType.ACKNOWLEDGED, body=body, at=now)
+    data = {"author": author}
+    entry = add_event(
+        session=session, incident=incident, event_type=EventType.ACKNOWLEDGED, body=body, at=now, data=data
+    )
+    entry.notice = Notice.ACKNOWLEDGED  # the team's channels hear who is on it (not the subscribers)
     return incident
 
 

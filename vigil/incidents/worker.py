@@ -8,6 +8,13 @@ so two servers on one database take turns instead of both applying a batch.
 A database that never had the worker starts reading at the end of the outbox: history from before the worker
 existed does not open incidents for outages long over. The quiet period is measured with ``clock`` (a
 parameter, so tests can move time).
+
+A batch costs what its rows cost, not what the incidents hold (a hypervisor's incident lists 10,000
+components): the affected lists of open incidents are kept between batches (:class:`IncidentCache`, checked
+against each incident's row and reloaded when anyone else changed it), only the components a batch adds or
+changes are written, and timeline events are inserted in one statement per batch. The blast radius of a new
+probable cause is listed at once (``grouping`` rule 2), so the thousands of dependants' own failures that follow
+only add timeline events.
 """
 
 from __future__ import annotations
@@ -15,39 +22,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from vigil.db import session_scope
-from vigil.incidents.grouping import Change, IncidentView, Radii, automatic_merges, group_changes, quiet_resolutions
+from vigil.incidents.grouping import (
+    Change,
+    IncidentView,
+    Radii,
+    automatic_merges,
+    group_changes,
+    impact_of,
+    quiet_resolutions,
+)
 from vigil.incidents.models import (
+    TITLE_LIMIT,
     ComponentStatus,
+    EntryKind,
     EventType,
     Incident,
     IncidentComponent,
     IncidentStatus,
+    IncidentUpdate,
     OutboxCursor,
 )
 from vigil.incidents.reshape import merge_into
-from vigil.incidents.service import add_event, open_incident, set_status
+from vigil.incidents.service import add_event, set_status
 from vigil.model.types import Model
-from vigil.monitors.models import Component, ComponentState, StateChange
+from vigil.monitors.models import Component, ComponentState, Monitor, StateChange
 from vigil.monitors.store import state_changes_since
 
-__all__ = ["CONSUMER", "ChangeHook", "IncidentWorker", "ensure_cursor", "process_outbox", "resolve_quiet"]
+__all__ = [
+    "CONSUMER",
+    "ChangeHook",
+    "IncidentCache",
+    "IncidentWorker",
+    "ensure_cursor",
+    "process_outbox",
+    "resolve_quiet",
+]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONSUMER = "incidents"
 BATCH_SIZE = 500  # outbox rows per transaction
+RELOAD_AFTER = 60.0  # seconds an affected list is trusted from memory before it is read again (a safety net)
+SAMPLE = 20  # component ids named in the timeline event that lists a blast radius
 
 # Notifications (issue 4): called for each incident the worker opens (previous status None) or moves to another
 # status, in the transaction of that change, so what it queues commits or rolls back with the change itself.
 ChangeHook = Callable[[Session, Incident, IncidentStatus | None, datetime], None]
+
+_IC = cast(Table, IncidentComponent.__table__)
+_UPDATES = cast(Table, IncidentUpdate.__table__)
 
 
 def _utcnow() -> datetime:
@@ -65,24 +100,174 @@ def ensure_cursor(*, session: Session, at_end: bool = True) -> int:
     return cursor.last_id
 
 
+# -- what the worker keeps between batches ------------------------------------------------------------------
+Stamp = tuple[Any, ...]
+
+
+def _stamp(incident: Incident) -> Stamp:
+    # Every change to an incident's components, by a person (service, reshape) or by this worker, moves
+    # ``updated_at``, and a person's also sets ``taken_over``; a merge resolves it.
+    return (incident.updated_at, incident.status, incident.taken_over, incident.probable_cause, incident.merged_into)
+
+
+@dataclass(slots=True)
+class _Known:
+    stamp: Stamp
+    components: dict[str, ComponentStatus]
+    loaded: float  # time.monotonic() of the last read from the database
+
+
+class IncidentCache:
+    """The affected lists of the open incidents and the blast radii of the model, kept between batches.
+
+    An entry is used only while the incident's row still says what it said when the entry was written (its
+    ``updated_at``, status, ``taken_over``, probable cause, ``merged_into``: whoever changes its components moves
+    them), and for at most ``RELOAD_AFTER`` seconds. The worker drops everything when a batch fails: entries
+    are written during a transaction that may roll back.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, _Known] = {}
+        self._radii: Radii | None = None
+
+    def radii(self, model: Model) -> Radii:
+        if self._radii is None or self._radii.model is not model:
+            self._radii = Radii(model)
+        return self._radii
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._radii = None
+
+    def lists(self, session: Session, incidents: Iterable[Incident]) -> dict[int, dict[str, ComponentStatus]]:
+        """Return each incident's affected components and statuses, reading only those not known (or stale)."""
+        found: dict[int, dict[str, ComponentStatus]] = {}
+        missing: list[int] = []
+        now = time.monotonic()
+        for incident in incidents:
+            known = self._entries.get(incident.id)
+            if known is not None and known.stamp == _stamp(incident) and now - known.loaded < RELOAD_AFTER:
+                found[incident.id] = known.components
+            else:
+                missing.append(incident.id)
+        if missing:
+            read: dict[int, dict[str, ComponentStatus]] = {i: {} for i in missing}
+            for start in range(0, len(missing), 500):
+                chunk = missing[start : start + 500]
+                rows = session.execute(
+                    select(_IC.c.incident_id, _IC.c.component_id, _IC.c.status).where(_IC.c.incident_id.in_(chunk))
+                )
+                for incident_id, component_id, status in rows:
+                    read[incident_id][component_id] = ComponentStatus(status)
+            by_id = {i.id: i for i in incidents}
+            for incident_id, components in read.items():
+                self._entries[incident_id] = _Known(_stamp(by_id[incident_id]), components, now)
+                found[incident_id] = components
+        return found
+
+    def remember(self, incident: Incident, components: dict[str, ComponentStatus]) -> None:
+        """Record what this batch wrote (flushed, not committed yet: see :meth:`clear`)."""
+        known = self._entries.get(incident.id)
+        loaded = known.loaded if known is not None else time.monotonic()
+        self._entries[incident.id] = _Known(_stamp(incident), components, loaded)
+
+    def forget(self, incident_id: int) -> None:
+        self._entries.pop(incident_id, None)
+
+    def retain(self, open_ids: Iterable[int]) -> None:
+        keep = set(open_ids)
+        for incident_id in [i for i in self._entries if i not in keep]:
+            del self._entries[incident_id]
+
+
+class _States(Mapping[str, ComponentState]):
+    """Components' states for grouping: the batch's own last word for the components it names, else the
+    ``components`` table, read in full only the first time grouping asks about another component (a new
+    probable cause's blast radius, a maintenance title): most batches of a storm never do."""
+
+    def __init__(self, session: Session, batch: dict[str, ComponentState]) -> None:
+        self._session = session
+        self._batch = batch
+        self._table: dict[str, ComponentState] | None = None
+
+    def table(self) -> dict[str, ComponentState]:
+        if self._table is None:
+            rows = self._session.execute(select(Component.id, Component.state))
+            self._table = {cid: ComponentState(state) for cid, state in rows}
+        return self._table
+
+    def __getitem__(self, key: str) -> ComponentState:
+        hit = self._batch.get(key)
+        return hit if hit is not None else self.table()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self.table(), **self._batch})
+
+    def __len__(self) -> int:
+        return len({**self.table(), **self._batch})
+
+    def existing(self, ids: Iterable[str]) -> set[str]:
+        """The ids that have a row in ``components`` (an incident can only list those)."""
+        wanted = set(ids)
+        if self._table is not None:
+            return {cid for cid in wanted if cid in self._table}
+        found: set[str] = set()
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            found.update(self._session.scalars(select(Component.id).where(Component.id.in_(chunk))))
+        return found
+
+
+class _Observed(Mapping[str, datetime]):
+    """When each component's own monitors last answered (the newest ``last_checked_at``), read on first use."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._seen: dict[str, datetime] | None = None
+
+    def _load(self) -> dict[str, datetime]:
+        if self._seen is None:
+            query = (
+                select(Monitor.component_id, func.max(Monitor.last_checked_at))
+                .where(Monitor.enabled.is_(True), Monitor.last_checked_at.is_not(None))
+                .group_by(Monitor.component_id)
+            )
+            self._seen = {}
+            for cid, seen in self._session.execute(query):
+                if isinstance(seen, str):  # SQLite's max() returns the stored text, without the column's type
+                    seen = datetime.fromisoformat(seen)
+                if seen is not None:
+                    self._seen[cid] = seen if seen.tzinfo is not None else seen.replace(tzinfo=UTC)
+        return self._seen
+
+    def __getitem__(self, key: str) -> datetime:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+# -- one batch ------------------------------------------------------------------------------------------------
 def _open_incidents(session: Session) -> list[Incident]:
+    # Rows only: not the components (the cache has them) nor the timelines (grouping never reads them).
     query = (
         select(Incident)
         .where(Incident.status != IncidentStatus.RESOLVED, Incident.merged_into.is_(None))
-        # Not the timelines: grouping never reads them, and loading every event of every open incident on each
-        # batch was most of the worker's time in a storm (bench_incidents.py).
-        .options(selectinload(Incident.components))
         .order_by(Incident.id)
     )
     return list(session.scalars(query))
 
 
-def _view(incident: Incident) -> IncidentView:
+def _view(incident: Incident, components: dict[str, ComponentStatus]) -> IncidentView:
     return IncidentView(
         id=incident.id,
         probable_cause=incident.probable_cause,
         status=incident.status,
-        components={c.component_id: c.status for c in incident.components},
+        components=components,
         started_at=incident.started_at,
         impact=incident.impact,
         taken_over=incident.taken_over,
@@ -93,12 +278,19 @@ def _view(incident: Incident) -> IncidentView:
 
 
 def process_outbox(
-    *, session: Session, model: Model, now: datetime, limit: int = BATCH_SIZE, on_change: ChangeHook | None = None
+    *,
+    session: Session,
+    model: Model,
+    now: datetime,
+    limit: int = BATCH_SIZE,
+    on_change: ChangeHook | None = None,
+    cache: IncidentCache | None = None,
 ) -> int:
     """Apply the next ``limit`` outbox rows after the cursor to incidents and move the cursor past them.
 
     Returns how many outbox rows were consumed (monitor changes included, which grouping skips: their
-    component's change says the same through the model). The caller commits.
+    component's change says the same through the model). The caller commits. ``cache``: what a previous batch
+    of the same caller left (the caller clears it when a batch fails); None reads everything.
     """
     cursor = session.get(OutboxCursor, CONSUMER, with_for_update=True)
     if cursor is None:
@@ -114,30 +306,97 @@ def process_outbox(
         if r.component_id is not None
     ]
     if changes:
-        _apply_changes(session, model, changes, now, on_change)
+        _apply_changes(session, model, changes, now, on_change, cache or IncidentCache())
     cursor.last_id = rows[-1].id
     session.flush()
     return len(rows)
 
 
+class _Batch:
+    """What one batch writes besides the incident rows: timeline events and component rows, in bulk."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.added: list[dict[str, Any]] = []
+        self.changed: list[dict[str, Any]] = []
+
+    def event(
+        self,
+        incident_id: int,
+        event_type: EventType,
+        body: str,
+        at: datetime,
+        data: dict[str, Any] | None = None,
+        status: IncidentStatus | None = None,
+    ) -> None:
+        self.events.append(
+            {
+                "incident_id": incident_id,
+                "kind": EntryKind.EVENT,
+                "at": at,
+                "display_at": at,
+                "status": status,
+                "body": body,
+                "author": None,
+                "event_type": event_type,
+                "data": data,
+            }
+        )
+
+    def state_event(self, incident_id: int, change: Change) -> None:
+        because = f" (caused by {change.cause})" if change.cause else ""
+        body = f"{change.component_id}: {change.from_state.value} → {change.to_state.value}{because}"
+        data = {
+            "state_change_id": change.id,
+            "component_id": change.component_id,
+            "from": change.from_state.value,
+            "to": change.to_state.value,
+            "cause": change.cause,
+            "reason": change.reason,
+        }
+        self.event(incident_id, EventType.STATE_CHANGE, body, change.at, data)
+
+    def write(self, session: Session) -> None:
+        # executemany on the tables: no ORM objects, no flush walking the incident's collections.
+        if self.added:
+            session.execute(insert(_IC), self.added)
+        if self.changed:
+            statement = (
+                update(_IC)
+                .where(_IC.c.incident_id == bindparam("b_incident"), _IC.c.component_id == bindparam("b_component"))
+                .values(status=bindparam("b_status"))
+            )
+            session.execute(statement, self.changed)
+        if self.events:
+            session.execute(insert(_UPDATES), self.events)
+        self.added, self.changed, self.events = [], [], []
+
+
 def _apply_changes(
-    session: Session, model: Model, changes: list[Change], now: datetime, on_change: ChangeHook | None
+    session: Session,
+    model: Model,
+    changes: list[Change],
+    now: datetime,
+    on_change: ChangeHook | None,
+    cache: IncidentCache,
 ) -> None:
-    incidents = {i.id: i for i in _open_incidents(session)}
-    # A comprehension, not dict(): a Result has keys() (its column names), so dict() would take it for a mapping.
-    states: dict[str, ComponentState] = {
-        cid: state for cid, state in session.execute(select(Component.id, Component.state))
-    }
+    open_rows = _open_incidents(session)
+    incidents = {i.id: i for i in open_rows}
+    cache.retain(incidents)
+    lists = cache.lists(session, open_rows)
     # The table may already be ahead of this batch; for the components the batch names, the batch's last word
     # is the one grouping must see, so that each batch is decided as it happened.
-    states.update((c.component_id, c.to_state) for c in changes)
-    radii = Radii(model)  # one per batch, shared by grouping and the merge check
-    decided = group_changes(model, [_view(i) for i in incidents.values()], changes, states, radii)
+    states = _States(session, {c.component_id: c.to_state for c in changes})
+    radii = cache.radii(model)  # shared by grouping and the merge check, and kept while the model stays
+    views = [_view(i, lists[i.id]) for i in open_rows]
+    decided = group_changes(model, views, changes, states, radii, observed=_Observed(session))
+    batch = _Batch()
     notify: list[tuple[Incident, IncidentStatus | None]] = []
     causes: list[int] = []  # incidents opened, or whose probable cause changed: each may explain others
+    current = {v.id: v for v in views if v.id is not None}
     for view in decided:
         if view.id is None:
-            incident = _open_auto(session, view, now)
+            incident = _open_auto(session, view, now, states, batch)
             incidents[incident.id] = incident
             notify.append((incident, None))
             causes.append(incident.id)
@@ -146,86 +405,139 @@ def _apply_changes(
             previous = incident.status
             if view.probable_cause != incident.probable_cause:
                 causes.append(incident.id)
-            _update_auto(session, incident, view, now)
+            _update_auto(incident, view, lists[incident.id], now, states, batch)
             if incident.status is not previous:
                 notify.append((incident, previous))
-    merged = _merge_explained(session, model, radii, incidents, causes, now) if causes else set()
+        current[incident.id] = view
+        view.id = incident.id
+    batch.write(session)  # before the merges: the merged incidents' new events move with their timelines
+    merged = _merge_explained(session, model, radii, incidents, current, causes, now) if causes else set()
+    session.flush()
+    for incident_id, view in current.items():
+        if incident_id in merged:
+            cache.forget(incident_id)
+        elif incident_id in incidents:
+            cache.remember(incidents[incident_id], view.components)
     if on_change is not None:
         # After the merges: an incident merged away is not announced (a merge queues no notification, as when a
         # person merges), so a storm's incidents opened and merged in one batch reach nobody.
         for announced, before in notify:
             if announced.id not in merged:
+                session.expire(announced, ["components"])  # written in bulk: read them afresh if the hook asks
                 on_change(session, announced, before, now)
 
 
 def _merge_explained(
-    session: Session, model: Model, radii: Radii, incidents: dict[int, Incident], causes: list[int], now: datetime
+    session: Session,
+    model: Model,
+    radii: Radii,
+    incidents: dict[int, Incident],
+    views: dict[int, IncidentView],
+    causes: list[int],
+    now: datetime,
 ) -> set[int]:
     """Merge the open incidents explained by a new probable cause into its incident (rule 5 of grouping);
     return the ids merged away. Once per batch: one radius per cause, whatever the number of rows."""
-    pairs = automatic_merges(model, [_view(i) for i in incidents.values()], causes, radii)
+    pairs = automatic_merges(model, list(views.values()), causes, radii)
+    targets: set[int] = set()
     for source_id, target_id in pairs:
         source, target = incidents[source_id], incidents[target_id]
-        failed = "degraded" if _cause_status(source) is ComponentStatus.DEGRADED_PERFORMANCE else "down"
+        source_view, target_view = views[source_id], views[target_id]
+        cause_status = source_view.components.get(source.probable_cause or "")
+        failed = "degraded" if cause_status is ComponentStatus.DEGRADED_PERFORMANCE else "down"
         reason = f"{source.probable_cause} {failed} is explained by {target.probable_cause}"
-        merge_into(session=session, source=source, target=target, now=now, reason=reason)
+        merge_into(session=session, source=source, target=target, now=now, reason=reason, refresh=False)
+        for cid, status in source_view.components.items():  # a component in both keeps the target's status
+            target_view.components.setdefault(cid, status)
+        targets.add(target_id)
         logger.info("incident %d merged into %d: %s", source_id, target_id, reason)
+    for target_id in targets:
+        components = views[target_id].components
+        tiers = {c: model.components[c].tier for c in components if c in model.components}
+        incidents[target_id].impact = impact_of(tiers, components)
     if pairs:
         session.flush()
     return {source_id for source_id, _ in pairs}
 
 
-def _cause_status(incident: Incident) -> ComponentStatus | None:
-    return next((c.status for c in incident.components if c.component_id == incident.probable_cause), None)
+def _components_written(
+    incident_id: int,
+    view: IncidentView,
+    before: Mapping[str, ComponentStatus],
+    states: _States,
+    batch: _Batch,
+) -> None:
+    """Queue the rows of the components this batch added or changed; drop those without a component row."""
+    new = [cid for cid in view.dirty if cid not in before]
+    existing = states.existing(new) if new else set()
+    for cid in sorted(view.dirty):
+        status = view.components[cid]
+        if cid in before:
+            batch.changed.append({"b_incident": incident_id, "b_component": cid, "b_status": status})
+        elif cid in existing:
+            batch.added.append({"incident_id": incident_id, "component_id": cid, "status": status})
+        else:
+            del view.components[cid]  # not in the database (left the config): nothing to list
 
 
-def _state_event(session: Session, incident: Incident, change: Change) -> None:
-    because = f" (caused by {change.cause})" if change.cause else ""
-    body = f"{change.component_id}: {change.from_state.value} → {change.to_state.value}{because}"
-    data = {
-        "state_change_id": change.id,
-        "component_id": change.component_id,
-        "from": change.from_state.value,
-        "to": change.to_state.value,
-        "cause": change.cause,
-        "reason": change.reason,
-    }
-    add_event(session=session, incident=incident, event_type=EventType.STATE_CHANGE, body=body, at=change.at, data=data)
+def _radius_event(incident_id: int, view: IncidentView, now: datetime, batch: _Batch) -> None:
+    listed = [cid for cid in view.inferred if cid in view.components]
+    if not listed:
+        return
+    counts: dict[str, int] = {}
+    for cid in listed:
+        status = view.components[cid].value
+        counts[status] = counts.get(status, 0) + 1
+    detail = ", ".join(f"{n:,} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
+    body = f"Blast radius of {view.probable_cause}: {len(listed):,} components affected ({detail})."
+    data = {"cause": view.probable_cause, "count": len(listed), "statuses": counts, "sample": listed[:SAMPLE]}
+    batch.event(incident_id, EventType.COMPONENT, body, now, data)
 
 
-def _open_auto(session: Session, view: IncidentView, now: datetime) -> Incident:
-    known = set(session.scalars(select(Component.id).where(Component.id.in_(sorted(view.components)))))
-    incident = open_incident(
-        session=session,
-        title=view.title,
-        components={c: s for c, s in view.components.items() if c in known},
+def _open_auto(session: Session, view: IncidentView, now: datetime, states: _States, batch: _Batch) -> Incident:
+    incident = Incident(
+        title=view.title.strip()[:TITLE_LIMIT] or str(view.probable_cause),
+        status=IncidentStatus.INVESTIGATING,
         impact=view.impact,
-        body=f"Opened automatically: probable cause {view.probable_cause}.",
         probable_cause=view.probable_cause,
         auto=True,
+        taken_over=False,
         started_at=view.started_at,
-        now=now,
+        detected_at=now,
+        updated_at=now,
     )
+    session.add(incident)
+    set_status(incident, view.status, now)
+    session.flush()  # its id, for the rows below
+    _components_written(incident.id, view, {}, states, batch)
+    body = f"Opened automatically: probable cause {view.probable_cause}."
+    listed = {c: s.value for c, s in view.components.items()}
+    data: dict[str, Any] = {"probable_cause": view.probable_cause, "count": len(listed)}
+    data["components"] = listed if len(listed) <= SAMPLE else {}  # a radius of thousands: in the event below
+    batch.event(incident.id, EventType.OPENED, body, now, data)
+    _radius_event(incident.id, view, now, batch)
     for change in view.changes:
-        _state_event(session, incident, change)
+        batch.state_event(incident.id, change)
     logger.info("incident %d opened: %s", incident.id, view.title)
     return incident
 
 
-def _update_auto(session: Session, incident: Incident, view: IncidentView, now: datetime) -> None:
-    current = {c.component_id: c for c in incident.components}
-    known = set(session.scalars(select(Component.id).where(Component.id.in_(sorted(view.components)))))
-    for cid, status in sorted(view.components.items()):
-        if cid in current:
-            current[cid].status = status
-        elif cid in known:
-            incident.components.append(IncidentComponent(component_id=cid, status=status))
+def _update_auto(
+    incident: Incident,
+    view: IncidentView,
+    before: Mapping[str, ComponentStatus],
+    now: datetime,
+    states: _States,
+    batch: _Batch,
+) -> None:
+    _components_written(incident.id, view, before, states, batch)
     if view.probable_cause != incident.probable_cause:
         body = f"Probable cause is now {view.probable_cause} (was {incident.probable_cause})."
         incident.probable_cause = view.probable_cause
-        add_event(session=session, incident=incident, event_type=EventType.CAUSE, body=body, at=now)
+        batch.event(incident.id, EventType.CAUSE, body, now)
+    _radius_event(incident.id, view, now, batch)
     for change in view.changes:
-        _state_event(session, incident, change)
+        batch.state_event(incident.id, change)
     incident.impact = view.impact
     incident.updated_at = now
     if view.status is not incident.status:
@@ -234,11 +546,9 @@ def _update_auto(session: Session, incident: Incident, view: IncidentView, now: 
             IncidentStatus.MONITORING: "Every affected component is operational again; monitoring.",
             IncidentStatus.INVESTIGATING: "A component failed again; investigating.",
         }.get(view.status, f"Status: {view.status.value}.")
-        new_status = view.status
-        add_event(session=session, incident=incident, event_type=EventType.STATUS, body=body, at=now, status=new_status)
+        batch.event(incident.id, EventType.STATUS, body, now, status=view.status)
     # Mitigation is the time of the last recovery, whoever runs the incident; a new failure clears it.
     incident.mitigated_at = view.mitigated_at
-    session.flush()
 
 
 def resolve_quiet(
@@ -246,7 +556,7 @@ def resolve_quiet(
 ) -> list[int]:
     """Resolve the automatic incidents quiet in ``monitoring`` for ``quiet_period``; return their ids."""
     incidents = {i.id: i for i in _open_incidents(session)}
-    done = quiet_resolutions([_view(i) for i in incidents.values()], now=now, quiet_period=quiet_period)
+    done = quiet_resolutions([_view(i, {}) for i in incidents.values()], now=now, quiet_period=quiet_period)
     for incident_id in done:
         incident = incidents[incident_id]
         previous = incident.status
@@ -295,26 +605,50 @@ class IncidentWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.processed = 0  # outbox rows consumed by this process
+        self._cache = IncidentCache()  # affected lists and blast radii between batches
         self.failures = 0  # rounds that failed in a row (database away): logged once per episode
 
-    def run_once(self) -> int:
-        """Consume everything pending in the outbox, then resolve quiet incidents; return rows consumed."""
+    def step(self) -> int:
+        """Apply one batch of the outbox in its own transaction; return the rows consumed (0: none pending).
+
+        One batch per call, so that on the runtime's single SQLite writer thread the engine's writes (results,
+        state changes) get their turn between two batches instead of waiting for a whole backlog.
+        """
         model = self._model()
         if model is None:
             return 0
+        try:
+            with session_scope(self._engine) as session:
+                count = process_outbox(
+                    session=session, model=model, now=self.clock(), on_change=self._on_change, cache=self._cache
+                )
+        except BaseException:
+            self._cache.clear()  # it may hold what the rolled back transaction wrote
+            raise
+        self.processed += count
+        return count
+
+    def resolve(self) -> list[int]:
+        """Resolve the incidents quiet for the quiet period (one transaction); return their ids."""
+        with session_scope(self._engine) as session:
+            return resolve_quiet(
+                session=session, now=self.clock(), quiet_period=self.quiet_period, on_change=self._on_change
+            )
+
+    def run_once(self) -> int:
+        """Consume everything pending in the outbox, then resolve quiet incidents; return rows consumed."""
+        if self._model() is None:
+            return 0
         total = 0
         while True:
-            with session_scope(self._engine) as session:
-                count = process_outbox(session=session, model=model, now=self.clock(), on_change=self._on_change)
+            count = self.step()
             total += count
             if count < BATCH_SIZE:
                 break
-        with session_scope(self._engine) as session:
-            resolve_quiet(session=session, now=self.clock(), quiet_period=self.quiet_period, on_change=self._on_change)
-        self.processed += total
+        self.resolve()
         return total
 
-    async def _in_thread(self, function: Callable[[], int]) -> int:
+    async def _in_thread(self, function: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function)
 
     async def start(self) -> None:
@@ -348,7 +682,11 @@ class IncidentWorker:
             if self._stopping.is_set():
                 return
             try:
-                await self._in_thread(self.run_once)
+                # Batch by batch, each its own job on the writer thread (see step); then the quiet period.
+                while await self._in_thread(self.step) >= BATCH_SIZE and not self._stopping.is_set():
+                    pass
+                if self._model() is not None:
+                    await self._in_thread(self.resolve)
                 self.failures = 0
             except Exception:
                 self.failures += 1

@@ -215,6 +215,8 @@ def cancel_maintenance(*, session: Session, maintenance_id: int, now: datetime |
     window = get_maintenance(session=session, maintenance_id=maintenance_id)
     _move(window, _OPEN, M.CANCELLED, _now(now))
     session.flush()
+    # Whoever was told it was scheduled must hear it is off (or, in progress, that it ended early).
+    fan_out_maintenance(session=session, window=window, now=_now(now))
     return window
 
 

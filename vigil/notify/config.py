@@ -8,8 +8,10 @@ Apprise refuses, say) is left out and the rest works; a route naming it keeps it
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -20,8 +22,10 @@ from vigil.model.schema import parse_duration
 from vigil.model.types import Model, RawSection
 
 __all__ = [
+    "SECRET_FIELDS",
     "AppriseChannel",
     "ChannelSpec",
+    "EscalationLevel",
     "NotifyConfig",
     "RouteSpec",
     "SmtpChannel",
@@ -66,13 +70,29 @@ class SmtpChannel(_Spec):
     sender: str = Field(alias="from", min_length=3)
     to: list[str] = Field(min_length=1)
     starttls: bool = False
+    tls: bool = Field(default=False, description="Implicit TLS (SMTPS), port 465 unless given.")
     username: str | None = None
     password: str | None = None
     timeout: Timeout = 10.0
 
+    @model_validator(mode="after")
+    def _one_tls(self) -> SmtpChannel:
+        if self.tls and self.starttls:
+            raise ValueError("tls (implicit, port 465) and starttls (upgrade, port 587) exclude each other")
+        if self.tls and "port" not in self.model_fields_set:
+            object.__setattr__(self, "port", 465)  # frozen model: its own validator may still settle a default
+        return self
+
 
 ChannelSpec = Annotated[AppriseChannel | WebhookChannel | SmtpChannel, Field(discriminator="type")]
 CHANNEL_TYPES = ("apprise", "webhook", "smtp")  # in the order messages list them
+
+
+class EscalationLevel(_Spec):
+    """One level of escalation: who else is told when the incident is still unacknowledged ``after`` so long."""
+
+    after: Seconds = Field(gt=0, description="Time since the incident was detected ('15m', '1h').")
+    to: list[ChannelId] = Field(min_length=1, description="Channels told at this level.")
 
 
 class RouteSpec(_Spec):
@@ -86,12 +106,26 @@ class RouteSpec(_Spec):
     remind_every: Seconds | None = Field(default=None, description="Remind the channels while unacknowledged.")
     escalate_after: Seconds | None = Field(default=None, description="Tell escalate_to when unacknowledged so long.")
     escalate_to: list[ChannelId] = Field(default_factory=list, description="Channels told on escalation.")
+    # Several levels (the team lead after 15 minutes, the head of IT after an hour); escalate_after/escalate_to
+    # is the one-level shorthand and may be combined with them.
+    escalate: list[EscalationLevel] = Field(default_factory=list, description="Escalation levels, by time.")
 
     @model_validator(mode="after")
     def _escalation_pair(self) -> RouteSpec:
         if (self.escalate_after is None) != (not self.escalate_to):
             raise ValueError("escalate_after and escalate_to go together")
+        afters = [level.after for level in self.levels]
+        if len(set(afters)) != len(afters):
+            raise ValueError("two escalation levels have the same time: give each level its own 'after'")
         return self
+
+    @property
+    def levels(self) -> list[EscalationLevel]:
+        """Every escalation level, the shorthand's included, earliest first."""
+        found = list(self.escalate)
+        if self.escalate_after is not None and self.escalate_to:
+            found.append(EscalationLevel.model_construct(after=self.escalate_after, to=self.escalate_to))
+        return sorted(found, key=lambda level: level.after)
 
 
 # One adapter per type, picked by the entry's type: a discriminated union would put the tag in error paths.
@@ -152,10 +186,24 @@ def notifications_of(model: Model) -> NotifyConfig:
             if channel_id not in config.channels:
                 where = ("routes", index, "escalate_to", position)
                 config.issues.append(section.issue(where, f"unknown or invalid channel {channel_id!r}"))
+        for level_index, level in enumerate(route.escalate):
+            for position, channel_id in enumerate(level.to):
+                if channel_id not in config.channels:
+                    at = ("routes", index, "escalate", level_index, "to", position)
+                    config.issues.append(section.issue(at, f"unknown or invalid channel {channel_id!r}"))
         known = [c for c in route.channels if c in config.channels]
         escalate_to = [c for c in route.escalate_to if c in config.channels]
+        levels = [
+            level.model_copy(update={"to": [c for c in level.to if c in config.channels]}) for level in route.escalate
+        ]
         if known:
-            config.routes.append(route.model_copy(update={"channels": known, "escalate_to": escalate_to}))
+            update = {
+                "channels": known,
+                "escalate_to": escalate_to,
+                "escalate_after": route.escalate_after if escalate_to else None,
+                "escalate": [level for level in levels if level.to],
+            }
+            config.routes.append(route.model_copy(update=update))
     return config
 
 
@@ -169,12 +217,72 @@ def _list(section: RawSection, data: Mapping[str, Any], key: str, issues: list[M
     return items
 
 
+# The fields that hold a secret, by channel type: each may instead be given as ``<field>_env: VARIABLE`` or
+# ``<field>_file: path`` (relative to the config file), so that the config can live in git without them.
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {"apprise": ("url",), "webhook": ("secret",), "smtp": ("password",)}
+_SECRET_FILE_LIMIT = 64 * 1024
+
+
+def _read_secret(section: RawSection, path: tuple[str | int, ...], key: str, source: Any) -> str | ModelIssue:
+    if not isinstance(source, str) or not source.strip():
+        return section.issue((*path, key), "must be a non-empty string")
+    if key.endswith("_env"):
+        value = os.environ.get(source)
+        if not value:
+            return section.issue((*path, key), f"environment variable {source} is not set (or empty)")
+        return value
+    file = Path(source).expanduser()
+    if not file.is_absolute():
+        file = Path(section.file).parent / file
+    try:
+        with file.open("rb") as handle:
+            raw = handle.read(_SECRET_FILE_LIMIT + 1)
+    except OSError as exc:
+        return section.issue((*path, key), f"cannot read {file}: {exc.strerror or exc}")
+    if len(raw) > _SECRET_FILE_LIMIT:
+        return section.issue((*path, key), f"{file} is larger than 64 KiB: not a secret")
+    try:
+        text = raw.decode("utf-8").strip()  # a file written by `echo` ends with a newline that is not the secret's
+    except UnicodeDecodeError:
+        return section.issue((*path, key), f"{file} is not UTF-8 text")
+    if not text:
+        return section.issue((*path, key), f"{file} is empty")
+    return text
+
+
+def _with_secrets(
+    section: RawSection, path: tuple[str | int, ...], item: Mapping[str, Any], issues: list[ModelIssue]
+) -> dict[str, Any] | None:
+    """Return the channel's entry with ``<field>_env``/``<field>_file`` replaced by the secret they point at;
+    None, with the issue added, when one cannot be read or the field is given twice."""
+    found: dict[str, Any] = dict(item)
+    problems: list[ModelIssue] = []
+    for name in SECRET_FIELDS.get(str(item.get("type")), ()):
+        given = [k for k in (name, f"{name}_env", f"{name}_file") if k in item]
+        if len(given) > 1:
+            problems.append(section.issue((*path, given[1]), f"give one of {', '.join(given)}, not several"))
+            continue
+        if not given or given[0] == name:
+            continue
+        value = _read_secret(section, path, given[0], found.pop(given[0]))
+        if isinstance(value, ModelIssue):
+            problems.append(value)
+        else:
+            found[name] = value
+    issues.extend(problems)
+    return None if problems else found
+
+
 def _add_channel(section: RawSection, index: int, item: Any, config: NotifyConfig) -> None:
     path = ("channels", index)
     if not isinstance(item, Mapping) or item.get("type") not in CHANNEL_TYPES:
         sub = ("type",) if isinstance(item, Mapping) else ()
         config.issues.append(section.issue((*path, *sub), f"a channel needs a type: one of {', '.join(CHANNEL_TYPES)}"))
         return
+    resolved = _with_secrets(section, path, item, config.issues)
+    if resolved is None:
+        return
+    item = resolved
     try:
         channel: AppriseChannel | WebhookChannel | SmtpChannel = _CHANNELS[item["type"]].validate_python(item)
     except ValidationError as exc:

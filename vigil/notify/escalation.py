@@ -5,10 +5,11 @@ acknowledged, and each route that matches it:
 
 - ``remind_every``: when that long has passed since the incident was detected or since the route's last
   reminder, one ``reminder`` delivery per channel of the route;
-- ``escalate_after``: when that long has passed since the incident was detected, one ``escalation`` delivery
-  per channel of ``escalate_to``, once (one level per route).
+- each escalation level (``escalate``, and the shorthand ``escalate_after``/``escalate_to``): when its ``after``
+  has passed since the incident was detected, one ``escalation`` delivery per channel of its ``to``, once.
 
-Each is an ``escalation`` event in the incident's timeline (``data``: ``kind``, ``route``, ``channels``), and
+Each is an ``escalation`` event in the incident's timeline (``data``: ``kind``, ``route``, ``channels``, and
+``after`` for a level), and
 those events are the state: no extra columns, and a restart neither repeats nor forgets a step. Acknowledging
 (or resolving) the incident stops both. On PostgreSQL the incidents are locked (``FOR UPDATE``) while a round
 decides, so two servers on one database do not both remind.
@@ -33,7 +34,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from vigil.incidents.models import EventType, Incident, IncidentStatus
+from vigil.incidents.models import EventType, Incident, IncidentStatus, IncidentUpdate
 from vigil.incidents.service import add_event
 from vigil.notify.config import NotifyConfig, RouteSpec
 from vigil.notify.models import ChangeKind, Delivery, DeliveryStatus
@@ -119,12 +120,26 @@ def route_key(route: RouteSpec) -> str:
     return ",".join(route.channels)
 
 
-def _steps(incident: Incident) -> list[dict[str, Any]]:
-    return [
-        {**(u.data or {}), "at": u.at}
-        for u in incident.updates
-        if u.event_type is EventType.ESCALATION and isinstance(u.data, dict)
-    ]
+def _steps_of(session: Session, incidents: list[Incident]) -> dict[int, list[dict[str, Any]]]:
+    # Only the escalation entries, for all the incidents in one query: loading whole timelines every round cost
+    # seconds once a storm had written thousands of events to one incident.
+    found: dict[int, list[dict[str, Any]]] = {i.id: [] for i in incidents}
+    if not incidents:
+        return found
+    query = select(IncidentUpdate).where(
+        IncidentUpdate.incident_id.in_(list(found)), IncidentUpdate.event_type == EventType.ESCALATION
+    )
+    for u in session.scalars(query):
+        if isinstance(u.data, dict):
+            found[u.incident_id].append({**u.data, "at": u.at})
+    return found
+
+
+def _level_of(step: dict[str, Any]) -> float | None:
+    after = step.get("after")
+    # An escalation recorded before levels existed (no "after") was the route's one level: None stands for
+    # "done, whichever level it was", so that such an incident is not escalated again at every level.
+    return float(after) if isinstance(after, int | float) else None
 
 
 def escalate(
@@ -136,7 +151,7 @@ def escalate(
     ack_url: AckUrl | None = None,
 ) -> list[Delivery]:
     """Queue the reminders and escalations due at ``now`` (see the module); return the deliveries queued."""
-    routes = [r for r in config.routes if r.remind_every or (r.escalate_after and r.escalate_to)]
+    routes = [r for r in config.routes if r.remind_every or r.levels]
     if not routes:
         return []
     query = (
@@ -146,24 +161,29 @@ def escalate(
             Incident.acknowledged_at.is_(None),
             Incident.merged_into.is_(None),
         )
-        .options(selectinload(Incident.components), selectinload(Incident.updates))
+        .options(selectinload(Incident.components))
         .order_by(Incident.id)
         .with_for_update()
     )
     queued: list[Delivery] = []
-    for incident in list(session.scalars(query)):
+    incidents = list(session.scalars(query))
+    steps_of = _steps_of(session, incidents)
+    for incident in incidents:
         components = [c.component_id for c in incident.components]
-        steps = _steps(incident)
+        steps = steps_of[incident.id]
         for route in routes:
             if not _route_matches(route, owners, components, incident.impact):
                 continue
             key = route_key(route)
             mine = [s for s in steps if s.get("route") == key]
             age = now - incident.detected_at
-            due = route.escalate_after is not None and age >= timedelta(seconds=route.escalate_after)
-            if due and route.escalate_to and not any(s.get("kind") == "escalation" for s in mine):
-                step = ChangeKind.ESCALATION
-                queued += _step(session, config, incident, step, key, route.escalate_to, now, ack_url)
+            done = {_level_of(s) for s in mine if s.get("kind") == "escalation"}
+            for level in route.levels:
+                # Each level once. After a long downtime of the server, every level now due is told at once:
+                # a late escalation still reaches the people who should have heard by now.
+                if age >= timedelta(seconds=level.after) and level.after not in done and None not in done:
+                    step = ChangeKind.ESCALATION
+                    queued += _step(session, config, incident, step, key, level.to, now, ack_url, level.after)
             if route.remind_every:
                 last = max((s["at"] for s in mine if s.get("kind") == "reminder"), default=incident.detected_at)
                 if now - last >= timedelta(seconds=route.remind_every):
@@ -181,6 +201,7 @@ def _step(
     channel_ids: list[str],
     now: datetime,
     ack_url: AckUrl | None,
+    after: float | None = None,
 ) -> list[Delivery]:
     channels = sorted(c for c in set(channel_ids) if c in config.channels)
     minutes = (now - incident.detected_at).total_seconds() / 60
@@ -201,6 +222,8 @@ def _step(
     session.add_all(rows)
     what = "Reminder" if kind is ChangeKind.REMINDER else "Escalated"
     body = f"{what}: not acknowledged after {minutes:g} min; told {', '.join(channels) or 'nobody'}."
-    data = {"kind": kind.value, "route": key, "channels": channels}
+    data: dict[str, Any] = {"kind": kind.value, "route": key, "channels": channels}
+    if after is not None:
+        data["after"] = after  # which level: its time, which survives reordering the levels in the config
     add_event(session=session, incident=incident, event_type=EventType.ESCALATION, body=body, at=now, data=data)
     return rows

@@ -47,6 +47,9 @@ class ChangeKind(StrEnum):
     # Escalation (issue 4, vigil/notify/escalation.py): still unacknowledged after remind_every / escalate_after.
     REMINDER = "reminder"
     ESCALATION = "escalation"
+    # Changes people make (0008, vigil/notify/announce.py): an update they wrote, an acknowledgement.
+    UPDATE = "update"
+    ACKNOWLEDGED = "acknowledged"
 
 
 def _enum(enum: type[StrEnum], length: int = 16) -> Enum:
@@ -93,6 +96,8 @@ class Subscriber(Base):
     """Someone told about the incidents and maintenance of some components (or all: ``all_components``)."""
 
     __tablename__ = "subscribers"
+    # The resend check of the public form (vigil.notify.subscribers.CONFIRM_RESEND) looks at the last hour only.
+    __table_args__ = (Index("ix_subscribers_created_at", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[SubscriberKind] = mapped_column(_enum(SubscriberKind))

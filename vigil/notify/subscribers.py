@@ -22,7 +22,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, exists, insert, literal, null, or_, select, true
@@ -41,6 +41,7 @@ from vigil.notify.models import (
 
 __all__ = [
     "CHANNEL_ID",
+    "CONFIRM_RESEND",
     "EMAIL_PATTERN",
     "InvalidSubscriberError",
     "approve",
@@ -59,6 +60,7 @@ __all__ = [
 
 CHANNEL_ID = "subscriber"  # the channel_id of a subscriber's deliveries (the target is the subscriber row)
 # A practical check, not RFC 5322: one @, a dotted domain, no spaces or angle brackets (header injection).
+CONFIRM_RESEND = timedelta(hours=1)  # one confirmation mail per unconfirmed address in this time
 EMAIL_PATTERN = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
 CONFIRM, UNSUBSCRIBE = "confirm", "unsubscribe"
 
@@ -134,6 +136,22 @@ def subscribe(
         unknown = sorted(set(ids) - set(known_components))
         if unknown:
             raise InvalidSubscriberError(f"components: unknown component(s) {', '.join(unknown)}", field="components")
+    if kind is SubscriberKind.EMAIL:
+        # Asked again for an address still unconfirmed from a recent request: no new row and no new mail, so
+        # that nobody can flood someone's inbox through the public form (the answer is the same either way).
+        recent = session.scalars(
+            select(Subscriber)
+            .where(
+                Subscriber.kind == kind,
+                Subscriber.address == address,
+                Subscriber.status == S.PENDING,
+                Subscriber.created_at > now - CONFIRM_RESEND,
+            )
+            .order_by(Subscriber.id.desc())
+            .limit(1)
+        ).first()
+        if recent is not None:
+            return recent
     subscriber = Subscriber(
         kind=kind,
         address=address,

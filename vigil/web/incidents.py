@@ -29,6 +29,7 @@ from vigil.incidents.schemas import (
     incident_document,
 )
 from vigil.incidents.service import IncidentError, IncidentNotFoundError
+from vigil.notify import service as notify_service
 from vigil.web.deps import SessionDep, get_backend
 
 __all__ = ["router"]
@@ -104,6 +105,22 @@ def list_incidents(
 def get_incident(incident_id: int, session: SessionDep) -> dict[str, Any]:
     """One incident with its components and timeline; 404 when there is none."""
     return _document(session, incident_id)
+
+
+@router.get("/{incident_id}/deliveries", dependencies=Authorized)
+def get_deliveries(incident_id: int, session: SessionDep) -> dict[str, Any]:
+    """The notifications of this incident: each delivery to a channel (status, attempts, last error), and counts
+    of the deliveries to subscribers by status. Behind the token: it names channels and their errors."""
+    try:
+        service.get_incident(session=session, incident_id=incident_id)
+    except IncidentError as exc:
+        _refuse(exc)
+    rows = notify_service.list_deliveries(session=session, incident_id=incident_id)
+    return {
+        "incident_id": incident_id,
+        "deliveries": [notify_service.delivery_document(row) for row in rows],
+        "subscribers": notify_service.subscriber_counts(session=session, incident_id=incident_id),
+    }
 
 
 @router.post("", status_code=201, dependencies=Authorized)

@@ -9,6 +9,11 @@ webhook subscribers need the bearer token of the incident API. Service: :mod:`vi
 from __future__ import annotations
 
 import html
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -38,7 +43,7 @@ from vigil.notify.subscribers import (
 from vigil.web.deps import get_backend
 from vigil.web.incidents import require_key
 
-__all__ = ["router"]
+__all__ = ["RateLimit", "router"]
 
 router = APIRouter(tags=["subscribers"])
 
@@ -78,9 +83,53 @@ def _public(subscriber: Subscriber, components: list[str] | None) -> dict[str, A
     }
 
 
+class RateLimit:
+    """At most ``per_hour`` requests per client address, as a token bucket (a burst of ``per_hour``, then one
+    every ``3600 / per_hour`` s), in this process's memory: a few lines where a library would bring a store.
+
+    Behind a reverse proxy, run uvicorn with ``--forwarded-allow-ips`` so that the client address is the
+    visitor's, not the proxy's. Several server processes each keep their own buckets. At most ``clients``
+    addresses are remembered; beyond, the longest idle is forgotten (a fresh bucket for it is the worst case).
+    """
+
+    def __init__(self, per_hour: int, *, clients: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_hour = per_hour
+        self._clients = clients
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address -> (tokens, at)
+        self._lock = threading.Lock()  # sync endpoints run in a thread pool
+
+    def take(self, address: str) -> float:
+        """Take one token for ``address``; return 0 when allowed, else the seconds until one is free."""
+        if self.per_hour <= 0:
+            return 0.0
+        rate = self.per_hour / 3600.0
+        with self._lock:
+            now = self._clock()
+            tokens, at = self._buckets.pop(address, (float(self.per_hour), now))
+            tokens = min(float(self.per_hour), tokens + (now - at) * rate)
+            wait = 0.0 if tokens >= 1 else (1 - tokens) / rate
+            self._buckets[address] = (tokens - 1 if wait == 0 else tokens, now)
+            while len(self._buckets) > self._clients:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+def _limit(request: Request) -> RateLimit:
+    limiter: RateLimit | None = getattr(request.app.state, "subscribe_limit", None)
+    if limiter is None:
+        settings = getattr(get_backend(request), "settings", None) or get_settings()
+        limiter = request.app.state.subscribe_limit = RateLimit(int(settings.subscribe_rate_limit))
+    return limiter
+
+
 @router.post("/api/v1/subscribers", status_code=202)
 def create_subscriber(body: SubscribeIn, request: Request) -> JSONResponse:
     """Ask to be told about incidents and maintenance of some components; e-mail needs confirming first."""
+    wait = _limit(request).take(request.client.host if request.client else "unknown")
+    if wait > 0:
+        headers = {"Retry-After": str(math.ceil(wait))}
+        return JSONResponse({"detail": "too many subscription requests from this address; try later"}, 429, headers)
     kind = SubscriberKind(body.kind)
     field = "address" if kind is SubscriberKind.EMAIL else "url"
     target = body.address if kind is SubscriberKind.EMAIL else body.url
