@@ -28,7 +28,7 @@ from vigil.db import session_scope
 from vigil.incidents.service import get_incident, list_incidents
 from vigil.incidents.worker import IncidentWorker
 from vigil.model.types import Model
-from vigil.monitors.models import ComponentState, StateChange
+from vigil.monitors.models import ComponentState, Monitor, Outcome, StateChange
 
 pytest_plugins = ["tests.dbfixtures"]
 
@@ -211,3 +211,14 @@ def test_different_group_keys_are_different_incidents(vigil: Vigil, model: Model
     post(vigil, notification(alert("fp-3", instance="vserver3:9100"), group_key="b"))
     _worker(vigil.engine, model).run_once()
     assert [cause for cause, _ in _incidents(vigil.engine)] == ["vserver-ha1", "vserver3"]
+
+
+def test_a_resolved_alert_leaves_down_a_component_whose_monitor_is_down(vigil: Vigil) -> None:
+    # Alerts and monitors both observe vserver8: the worse of the two is its state, not the last one written.
+    with session_scope(vigil.engine) as session:
+        session.add(Monitor(id="vserver8/ping", component_id="vserver8", type="tcp", outcome=Outcome.DOWN))
+    post(vigil, notification(alert("fp1", instance="vserver8:9100")))
+    assert state_of(vigil.engine, "vserver8") is S.DOWN
+    post(vigil, notification(alert("fp1", "resolved", ends="2026-03-01T12:30:00Z", instance="vserver8:9100")))
+    assert state_of(vigil.engine, "vserver8") is S.DOWN  # its monitor still fails
+    assert changes(vigil.engine) == [("vserver8", S.DOWN, None)]  # no "up" that the monitor would contradict

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.dbfixtures import FlakyDatabase, count_rows
 from tests.monitors import servers
+from vigil.alerts.models import Alert, AlertSource, AlertStatus
 from vigil.config import Settings
 from vigil.db import Base, session_scope, upgrade
 from vigil.engine import runtime as runtime_module
@@ -257,3 +258,37 @@ async def test_component_states_are_derived_off_the_loop_and_a_stale_derivation_
     await asyncio.sleep(0.1)  # its done callback has run: nothing it returned was applied
     assert threads[0].startswith("vigil-states")
     assert runtime.verdicts["hv"].state is S.DOWN and runtime.verdicts["vm1"].cause == "hv"
+
+
+async def test_a_firing_alert_is_observed_like_a_monitor_and_explains_the_dependants(
+    setup: tuple[Runtime, Path, Path],
+) -> None:
+    # hv's own monitor passes, but Alertmanager says it is down: hv is down (the worse of the two), vm1 (which
+    # nobody watches) is down caused by hv, and when the alert resolves hv is up again from its monitor.
+    runtime, _, _ = setup
+    await until(lambda: runtime.verdicts.get("hv") is not None and runtime.verdicts["hv"].state is S.UP)
+    now = datetime.now(UTC)
+    with session_scope(runtime.database) as session:
+        row = Alert(
+            source=AlertSource.ALERTMANAGER,
+            fingerprint="fp-hv",
+            status=AlertStatus.FIRING,
+            component_id="hv",
+            labels={"alertname": "HostDown"},
+            annotations={},
+            starts_at=now,
+            first_seen_at=now,
+            last_seen_at=now,
+            payload={},
+        )
+        session.add(row)
+    await asyncio.to_thread(runtime.alerts_changed)  # as the web app calls it, from a worker thread
+    await until(lambda: runtime.verdicts["hv"].state is S.DOWN)
+    assert "HostDown" in runtime.verdicts["hv"].reason
+    await until(lambda: runtime.verdicts["vm1"].state is S.DOWN)
+    assert runtime.verdicts["vm1"].cause == "hv"
+    with session_scope(runtime.database) as session:
+        session.execute(update(Alert).values(status=AlertStatus.RESOLVED))
+    runtime.alerts_changed()
+    await until(lambda: runtime.verdicts["hv"].state is S.UP)
+    await until(lambda: runtime.verdicts["vm1"].state is S.UNKNOWN)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from vigil.alerts.mapping import AlertMapping
 from vigil.alerts.models import Alert, AlertSource, AlertStatus
 from vigil.alerts.schemas import AlertmanagerWebhook, GenericStatus, GenericWebhook
-from vigil.monitors.models import REASON_LIMIT, Component, ComponentState, StateChange
+from vigil.monitors.models import REASON_LIMIT, Component, ComponentState, Monitor, StateChange
 from vigil.monitors.store import record_state_change
 
 __all__ = [
@@ -175,17 +175,52 @@ def failing_state(alert: Alert) -> ComponentState:
     return ComponentState.DEGRADED if severity in DEGRADING_SEVERITIES else ComponentState.DOWN
 
 
+_WORST_FIRST = [ComponentState.DOWN, ComponentState.DEGRADED, ComponentState.UP]
+
+
+def _monitors_say(session: Session, cid: str) -> ComponentState | None:
+    """Return the worst state the component's own monitors are in (None: it has none that know something).
+
+    Alerts and monitors both observe a component, and its state is the worse of the two (as the engine derives
+    it, vigil.engine.runtime): an alert that resolves must not put up a component whose monitor is failing.
+    """
+    query = select(Monitor.outcome).where(
+        Monitor.component_id == cid, Monitor.enabled.is_(True), Monitor.outcome.is_not(None)
+    )
+    seen = {ComponentState(o.value) for o in session.scalars(query) if o is not None}
+    return next((state for state in _WORST_FIRST if state in seen), None)
+
+
+def alert_verdicts(*, session: Session) -> dict[str, tuple[ComponentState, str]]:
+    """Return, per component with firing alerts, the state they put it in and why (the engine's input)."""
+    found: dict[str, tuple[ComponentState, str]] = {}
+    for alert in _firing(session):
+        assert alert.component_id is not None  # _firing keeps mapped alerts only
+        state = failing_state(alert)
+        held = found.get(alert.component_id)
+        if held is None or _WORST_FIRST.index(state) < _WORST_FIRST.index(held[0]):
+            found[alert.component_id] = (state, _reason(alert, "firing"))
+    return found
+
+
 def _move_components(session: Session, touched: dict[str, bool], now: datetime) -> list[StateChange]:
     plans: list[tuple[str, ComponentState, datetime, str | None, str]] = []
     for cid, ended in sorted(touched.items()):
         firing = _firing(session, component_id=cid)
+        monitors = _monitors_say(session, cid)
         if firing:
-            worst = min((failing_state(a) for a in firing), key=[ComponentState.DOWN, ComponentState.DEGRADED].index)
+            worst = min((failing_state(a) for a in firing), key=_WORST_FIRST.index)
+            if monitors is ComponentState.DOWN and worst is ComponentState.DEGRADED:
+                continue  # its monitor says down already: a degrading alert changes nothing
             first = firing[0]
             at = min(first.starts_at or now, now)
             plans.append((cid, worst, at, _group_cause(session, first, cid), _reason(first, "firing")))
         elif ended:
-            plans.append((cid, ComponentState.UP, now, None, "alerts resolved"))
+            if monitors in (ComponentState.DOWN, ComponentState.DEGRADED):
+                reason = f"alerts resolved; its monitors still say {monitors.value}"
+                plans.append((cid, monitors, now, None, reason))
+            else:
+                plans.append((cid, ComponentState.UP, now, None, "alerts resolved"))
         # Neither: a resolved alert never seen firing says nothing about the component (the monitors may).
     # Group anchors first: their change must precede the changes that name them as cause, in the outbox.
     plans.sort(key=lambda plan: plan[3] is not None)

@@ -23,12 +23,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
+from vigil.alerts.service import alert_verdicts
 from vigil.config import Settings
 from vigil.db import make_engine, session_scope, upgrade
 from vigil.engine.events import EventBus, StateEvent
 from vigil.engine.metrics import CheckCounts, EngineCollector, EngineView
 from vigil.engine.scheduler import Job, Scheduler
-from vigil.engine.states import ComponentVerdict, MonitorTracker, component_states, own_state
+from vigil.engine.states import ComponentVerdict, MonitorTracker, component_states, own_state, worse
 from vigil.engine.statewriter import CauseUpdate, StateWriter
 from vigil.engine.sync import Snapshot, SyncReport, load_snapshot, sync_config
 from vigil.incidents.worker import IncidentWorker
@@ -159,6 +160,9 @@ class Runtime:
         self._recomputing = False
         self._recompute_again = False
         self._states_closed = False
+        self._alerts: dict[str, ComponentVerdict] = {}  # what firing alerts say of their components
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler_task: asyncio.Task[None] | None = None
         self._unavailable_since: float | None = None
@@ -219,6 +223,8 @@ class Runtime:
         snapshot = await asyncio.to_thread(self._sync, model, monitor_set)
         # Before the first recomputation: a component in a window must not flap maintenance → down → maintenance.
         self.maintenance = await asyncio.to_thread(self._maintenance_round)
+        self._alerts = await asyncio.to_thread(self._alert_round)  # alerts still firing from before the restart
+        self._loop = asyncio.get_running_loop()
         self.started_at = datetime.now(UTC)
         self._install(model, monitor_set, snapshot, first=True)
         await self.results.start()
@@ -368,7 +374,45 @@ class Runtime:
             self._recompute_handle = loop.call_later(delay, self._start_recompute)
 
     def _own(self) -> dict[str, ComponentVerdict]:
-        return {cid: own_state(self._trackers[k] for k in keys) for cid, keys in self._by_component.items()}
+        own = {cid: own_state(self._trackers[k] for k in keys) for cid, keys in self._by_component.items()}
+        # Firing alerts (issue 4) observe a component as its monitors do: the worse of the two is its own state,
+        # so an alert-down hypervisor explains its VMs, and an up monitor does not hide a firing alert.
+        for cid, verdict in self._alerts.items():
+            own[cid] = worse(own.get(cid, ComponentVerdict(ComponentState.UNKNOWN)), verdict)
+        return own
+
+    async def refresh_alerts(self) -> None:
+        """Read what the firing alerts say of their components; derive the states again if that changed."""
+        found = await asyncio.get_running_loop().run_in_executor(self._writer, self._alert_round)
+        if found != self._alerts:
+            self._alerts = found
+            self._schedule_recompute()
+
+    def _alert_round(self) -> dict[str, ComponentVerdict]:
+        with session_scope(self._db) as session:
+            return {
+                cid: ComponentVerdict(state, None, reason)
+                for cid, (state, reason) in alert_verdicts(session=session).items()
+            }
+
+    def alerts_changed(self) -> None:
+        """Tell the engine that alerts were received (the web app calls it from any thread, after its commit)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def spawn() -> None:
+            task = loop.create_task(self._refresh_alerts_logged(), name="vigil-alerts")
+            self._side_tasks.add(task)  # held until done: the loop keeps weak references to tasks only
+            task.add_done_callback(self._side_tasks.discard)
+
+        loop.call_soon_threadsafe(spawn)
+
+    async def _refresh_alerts_logged(self) -> None:
+        try:
+            await self.refresh_alerts()
+        except Exception as exc:  # the database may be down; the maintenance loop's next round reads them again
+            logger.warning("firing alerts not read, will retry: %s", exc)
 
     def _start_recompute(self) -> None:
         """Derive component states in the states thread, and apply them on the loop when they come back.
@@ -475,8 +519,10 @@ class Runtime:
             await asyncio.sleep(self._maintenance_interval)
             try:
                 await self.refresh_maintenance()
+                # Alerts another server received (several instances on PostgreSQL) arrive here at the latest.
+                await self.refresh_alerts()
             except Exception as exc:  # the database may be down; next round tries again
-                logger.warning("maintenance windows not checked, will retry: %s", exc)
+                logger.warning("maintenance windows or alerts not checked, will retry: %s", exc)
 
     async def refresh_maintenance(self) -> None:
         """Start and complete the windows due on the clock, and recompute states if the set of components in

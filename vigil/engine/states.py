@@ -97,6 +97,11 @@ class ComponentVerdict:
     reason: str = ""
 
 
+def worse(a: ComponentVerdict, b: ComponentVerdict) -> ComponentVerdict:
+    """Return the worse of two observations of one component (its monitors', its firing alerts'); ``a`` on a tie."""
+    return b if _SEVERITY[b.state] > _SEVERITY[a.state] else a
+
+
 def own_state(trackers: Iterable[MonitorTracker]) -> ComponentVerdict:
     """Return the worst state among the monitors that know something, with the reason of the worst."""
     worst: MonitorTracker | None = None

@@ -66,9 +66,10 @@ def _receive(request: Request, items: list[Incoming]) -> dict[str, Any]:
     for attempt in range(2):
         try:
             # Committed when the block ends, before the answer: a client reading right after finds it.
-            with session_scope(get_backend(request).database) as session:
+            backend = get_backend(request)
+            with session_scope(backend.database) as session:
                 receipt = receive_alerts(session=session, alerts=items, mapping=mapping, now=datetime.now(UTC))
-                return {
+                answer = {
                     "alerts": [
                         {"fingerprint": a.fingerprint, "status": a.status.value, "component_id": a.component_id}
                         | ({"note": a.note} if a.note else {})
@@ -76,6 +77,12 @@ def _receive(request: Request, items: list[Incoming]) -> dict[str, Any]:
                     ],
                     "state_changes": len(receipt.changes),
                 }
+            # Committed: the engine folds the firing alerts into its components' states (worse of alerts and
+            # monitors, and the model's blast radius from there). A backend without an engine has no hook.
+            hook = getattr(backend, "alerts_changed", None)
+            if callable(hook):
+                hook()
+            return answer
         except IntegrityError:
             # Two deliveries of a new fingerprint at once: the loser's insert hits the unique key; once more
             # finds the winner's row and updates it.
