@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, text, update
+from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.orm import Session
 
 from vigil.incidents.models import ComponentStatus, EventType, Impact, Incident, IncidentComponent, IncidentStatus
@@ -215,7 +215,8 @@ def claim_due(
     exclude_channels: Collection[str] = (),
     exclude_subscriber_kinds: Collection[str] = (),
 ) -> list[Claimed]:
-    """Take up to ``limit`` pending deliveries due at ``now`` (oldest first) for one attempt each; return them.
+    """Take up to ``limit`` pending deliveries due at ``now`` for one attempt each, those to the config's
+    channels first, each kind oldest first; return them.
 
     ``exclude_channels`` and ``exclude_subscriber_kinds`` (``email``, ``webhook``) leave those rows for later
     (the dispatcher's busy SMTP servers), so that the rows behind them can go.
@@ -228,13 +229,18 @@ def claim_due(
     rarely twice.
     """
     due = (Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
-    query = select(Delivery.id).where(*due).order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)
+    # The team's channels before subscribers: a new incident's page to the on-call channel must not wait behind
+    # a fan-out of 10,000 subscriber messages queued earlier (seconds at ~1,000/s). Two reads, each on its index.
+    team = select(Delivery.id).where(*due, Delivery.subscriber_id.is_(None))
     if exclude_channels:
-        query = query.where(or_(Delivery.subscriber_id.is_not(None), Delivery.channel_id.not_in(exclude_channels)))
+        team = team.where(Delivery.channel_id.not_in(exclude_channels))
+    public = select(Delivery.id).where(*due, Delivery.subscriber_id.is_not(None))
     if exclude_subscriber_kinds:
         kinds = select(Subscriber.id).where(Subscriber.kind.in_(list(exclude_subscriber_kinds)))
-        query = query.where(or_(Delivery.subscriber_id.is_(None), Delivery.subscriber_id.not_in(kinds)))
+        public = public.where(Delivery.subscriber_id.not_in(kinds))
+    queries = [q.order_by(Delivery.next_attempt_at, Delivery.id).limit(limit) for q in (team, public)]
     until = now + lease
+    ids: list[int] = []
     columns = (
         Delivery.id,
         Delivery.incident_id,
@@ -247,7 +253,9 @@ def claim_due(
     if _sqlite(session):
         # The same three steps, each answered in one row (see _aggregated). SQLite has one writer: the UPDATE
         # moves every row read unless another process claimed some in between; ours then carry our lease.
-        ids = [row[0] for row in _aggregated(session, query.subquery().c.id)]
+        for query in queries:
+            if len(ids) < limit:
+                ids += [row[0] for row in _aggregated(session, query.limit(limit - len(ids)).subquery().c.id)]
         if not ids:
             return []
         moved = session.execute(
@@ -261,7 +269,9 @@ def claim_due(
             mine = mine & (Delivery.next_attempt_at == until)
         taken = [_ClaimRow(*row) for row in _aggregated(session, *columns, where=mine)]
     else:
-        ids = list(session.scalars(query.with_for_update(skip_locked=True)))
+        for query in queries:
+            if len(ids) < limit:
+                ids += session.scalars(query.limit(limit - len(ids)).with_for_update(skip_locked=True))
         if not ids:
             return []
         taken = list(
