@@ -6,6 +6,7 @@ that goes wrong cannot leave anything behind.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import socketserver
@@ -53,6 +54,8 @@ class _HttpHandler(BaseHTTPRequestHandler):
             "/latin1": lambda: self._send(200, "caf\xe9 ok\n".encode("latin-1"), kind="text/plain; charset=latin-1"),
             "/partial": self._partial,
             "/drop": self._drop,
+            "/ftp": lambda: self._send(302, b"", location="ftp://files.invalid/x"),
+            "/gzip": self._gzip,
         }
         routes.get(url.path, lambda: self._send(404, b"not found\n"))()
 
@@ -131,6 +134,15 @@ class _HttpHandler(BaseHTTPRequestHandler):
         self.wfile.write(b"abc")
         self.close_connection = True
 
+    def _gzip(self) -> None:
+        body = gzip.compress(b"status: ok, compressed\n")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _drop(self) -> None:
         self.close_connection = True  # hangs up without a word
 
@@ -154,7 +166,8 @@ class _HttpServer(ThreadingHTTPServer):
 def http_server(tls: ssl.SSLContext | None = None) -> Iterator[str]:
     """Yield the base URL of a local HTTP server.
 
-    Routes: /ok /503 /slow?s= /redirect /loop /json /big /huge /hang /stall /headers /cookie /latin1 /partial /drop;
+    Routes: /ok /503 /slow?s= /redirect /loop /json /big /huge /hang /stall /headers /cookie /latin1 /partial /drop
+    /ftp (a redirect to ftp://) /gzip;
     any path through it as a proxy (``GET http://any.invalid/ok``) is served as that path.
 
     With ``tls``, it serves HTTPS at https://localhost:PORT (the handshake happens as each connection is accepted).

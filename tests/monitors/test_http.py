@@ -3,12 +3,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
+import uvloop
 
-from tests.monitors.servers import BIG_BODY, closed_port, counting_server
+from tests.monitors.servers import BIG_BODY, closed_port, counting_server, silent_listener
 from vigil import __version__
 from vigil.monitors import http
 from vigil.monitors.registry import HttpClients
@@ -16,6 +19,16 @@ from vigil.monitors.result import Outcome
 from vigil.monitors.schemas import HttpMonitorSpec
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def quiet_port() -> Iterator[int]:
+    """A port that accepts connections (into its backlog) and never answers, for this test alone.
+
+    Not the session's ``silent_port``: connections left in its backlog would fill it for the tests after.
+    """
+    with silent_listener() as port:
+        yield port
 
 
 @pytest.fixture
@@ -278,3 +291,100 @@ async def test_proxy_from_environment(monkeypatch: pytest.MonkeyPatch, no_resolv
         assert (result.outcome, result.reason) == (Outcome.UP, "status 200")
     finally:
         await client.aclose()
+
+
+async def test_server_that_never_answers(quiet_port: int, client: http.HttpClient) -> None:
+    result = await http.check(spec(f"http://127.0.0.1:{quiet_port}/", timeout="300ms", interval="1m"), client=client)
+    assert (result.outcome, result.reason) == (Outcome.DOWN, "timeout after 300 ms while waiting for the response")
+
+
+async def test_other_methods(http_base: str, client: http.HttpClient) -> None:
+    # The test server implements GET and POST only: others get 501, which must come back, not hang.
+    for method in ("HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        result = await http.check(spec(f"{http_base}/ok", method=method, timeout="2s"), client=client)
+        assert result.reason == "status 501 (expected 200-399)", method
+    typed = spec(f"{http_base}/headers", method="POST", json_path='$.content_type == ""')
+    assert (await http.check(typed, client=client)).reason == "status 200"  # POST without a body: untyped too
+
+
+async def test_redirect_to_another_scheme(http_base: str, client: http.HttpClient) -> None:
+    result = await http.check(spec(f"{http_base}/ftp"), client=client)
+    assert (result.outcome, result.reason) == (Outcome.DOWN, "redirect to a URL that is not HTTP(S)")
+
+
+async def test_compressed_body(http_base: str, client: http.HttpClient) -> None:
+    result = await http.check(spec(f"{http_base}/gzip", contains="status: ok, compressed"), client=client)
+    assert (result.outcome, result.details["bytes_read"]) == (Outcome.UP, 23)
+
+
+async def test_url_with_spaces_and_non_ascii(http_base: str, client: http.HttpClient) -> None:
+    result = await http.check(spec(f"{http_base}/no such/café"), client=client)
+    assert result.reason == "status 404 (expected 200-399)"
+    bad_port = await http.check(spec("http://127.0.0.1:99999/"), client=client)
+    assert (bad_port.outcome, bad_port.reason) == (Outcome.DOWN, "invalid URL")
+
+
+def _fd_count() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+async def test_close_with_checks_in_flight(quiet_port: int) -> None:
+    before = _fd_count()
+    client = http.new_http_client()
+    urls = [f"http://127.0.0.1:{quiet_port}/"] * 5
+    checks = [asyncio.create_task(http.check(spec(url, timeout="5s", interval="1m"), client=client)) for url in urls]
+    await asyncio.sleep(0.2)
+    await client.aclose()
+    results = await asyncio.gather(*checks)
+    assert {(result.outcome, result.reason) for result in results} == {
+        (Outcome.DOWN, "HTTP error: the HTTP client was closed")
+    }
+    assert _fd_count() <= before
+
+
+async def test_private_ca_file(https_base: str, ca: trustme.CA, tmp_path: Path) -> None:
+    pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    client = http.new_http_client(verify=str(pem))
+    try:
+        result = await http.check(spec(f"{https_base}/ok"), client=client)
+        assert (result.outcome, result.reason) == (Outcome.UP, "status 200")
+    finally:
+        await client.aclose()
+
+
+async def test_context_settings_are_honoured(tls_ports: dict[str, int], ca: trustme.CA) -> None:
+    lenient = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    lenient.load_verify_locations(cadata=ca.cert_pem.bytes().decode())
+    lenient.check_hostname = False
+    client = http.new_http_client(verify=lenient)
+    try:
+        mismatch = await http.check(spec(f"https://localhost:{tls_ports['mismatch']}/", timeout="2s"), client=client)
+        expired = await http.check(spec(f"https://localhost:{tls_ports['expired']}/", timeout="2s"), client=client)
+    finally:
+        await client.aclose()
+    # The TLS test servers hang up after the handshake: getting as far as the response is the point.
+    assert mismatch.reason == "protocol error: Server disconnected without sending a response."
+    assert expired.reason == "invalid certificate: certificate has expired"
+
+
+def test_checks_under_uvloop(http_base: str, quiet_port: int) -> None:
+    async def run() -> list[str]:
+        client = http.new_http_client()
+        try:
+            monitors = [
+                spec(f"{http_base}/ok"),
+                spec(f"http://127.0.0.1:{quiet_port}/", timeout="300ms", interval="1m"),
+                spec(f"{http_base}/huge", max_body="64KiB"),
+                spec(f"http://127.0.0.1:{closed_port()}/"),
+            ]
+            return [result.reason for result in await asyncio.gather(*(http.check(m, client=client) for m in monitors))]
+        finally:
+            await client.aclose()
+
+    assert uvloop.run(run()) == [
+        "status 200",
+        "timeout after 300 ms while waiting for the response",
+        "status 200; response larger than 64 KiB: read first 64 KiB",
+        "connection refused",
+    ]

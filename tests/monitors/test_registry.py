@@ -96,7 +96,7 @@ async def test_http_clients_one_per_verify_setting() -> None:
         first, second = clients.for_spec(strict), clients.for_spec(lax)  # type: ignore[arg-type]
         assert first is not second
         assert first is clients.for_spec(strict)  # type: ignore[arg-type]
-    assert first.session.closed and second.session.closed
+    assert first.closed and second.closed
 
 
 async def test_run_check_heartbeat_state() -> None:
