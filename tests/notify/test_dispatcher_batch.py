@@ -401,30 +401,3 @@ async def test_e_mails_to_subscribers_go_over_a_few_kept_smtp_sessions_each_once
     assert by_status(engine) == {DeliveryStatus.SENT: 30}
     # Two at a time to that server, on sessions kept open: not one SMTP session (connection) per message.
     assert 1 <= len(mailbox.peers) <= 2
-
-
-def test_the_team_s_channels_are_claimed_before_an_older_subscriber_backlog(engine: Engine) -> None:
-    # A fan-out of subscriber messages queued earlier must not hold back a new incident's page to on-call.
-    add_subscribers(engine, [f"s{n}@example.org" for n in range(30)])
-    with session_scope(engine) as session:
-        subscriber_ids = list(session.scalars(select(Subscriber.id)))
-        rows = [
-            {
-                "incident_id": None,
-                "subscriber_id": sid,
-                "channel_id": "subscriber",
-                "change": "opened",
-                "status": DeliveryStatus.PENDING,
-                "attempts": 0,
-                "next_attempt_at": T0 - timedelta(minutes=5),  # older than the page below
-                "payload": {},
-                "created_at": T0,
-            }
-            for sid in subscriber_ids
-        ]
-        page = {**rows[0], "subscriber_id": None, "channel_id": "oncall", "next_attempt_at": T0}
-        session.execute(insert(Delivery), [*rows, page])
-    with session_scope(engine) as session:
-        first = claim_due(session=session, now=T0, lease=timedelta(minutes=2), limit=10)
-    assert first[0].channel_id == "oncall" and not first[0].for_subscriber
-    assert len(first) == 10 and all(c.for_subscriber for c in first[1:])  # the rest of the batch: subscribers

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Enum, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, Boolean, Enum, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -61,17 +61,7 @@ def _enum(enum: type[StrEnum], length: int = 16) -> Enum:
 class Delivery(Base):
     __tablename__ = "notification_deliveries"
     # The dispatcher's query: pending rows by due time.
-    __table_args__ = (
-        Index("ix_notification_deliveries_due", "status", "next_attempt_at"),
-        # The team's channels are claimed before subscribers (0008): their due rows, found without walking a
-        # fan-out's thousands of pending subscriber rows.
-        Index(
-            "ix_notification_deliveries_team_due",
-            "next_attempt_at",
-            sqlite_where=text("status = 'pending' AND subscriber_id IS NULL"),
-            postgresql_where=text("status = 'pending' AND subscriber_id IS NULL"),
-        ),
-    )
+    __table_args__ = (Index("ix_notification_deliveries_due", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # None for a subscriber's delivery about a maintenance or its confirmation request (0007).

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text, update
+from sqlalchemy import ColumnElement, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from vigil.incidents.models import ComponentStatus, EventType, Impact, Incident, IncidentComponent, IncidentStatus
@@ -215,8 +215,7 @@ def claim_due(
     exclude_channels: Collection[str] = (),
     exclude_subscriber_kinds: Collection[str] = (),
 ) -> list[Claimed]:
-    """Take up to ``limit`` pending deliveries due at ``now`` for one attempt each, those to the config's
-    channels first, each kind oldest first; return them.
+    """Take up to ``limit`` pending deliveries due at ``now`` (oldest first) for one attempt each; return them.
 
     ``exclude_channels`` and ``exclude_subscriber_kinds`` (``email``, ``webhook``) leave those rows for later
     (the dispatcher's busy SMTP servers), so that the rows behind them can go.
@@ -229,18 +228,13 @@ def claim_due(
     rarely twice.
     """
     due = (Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
-    # The team's channels before subscribers: a new incident's page to the on-call channel must not wait behind
-    # a fan-out of 10,000 subscriber messages queued earlier (seconds at ~1,000/s). Two reads, each on its index.
-    team = select(Delivery.id).where(*due, Delivery.subscriber_id.is_(None))
+    query = select(Delivery.id).where(*due).order_by(Delivery.next_attempt_at, Delivery.id).limit(limit)
     if exclude_channels:
-        team = team.where(Delivery.channel_id.not_in(exclude_channels))
-    public = select(Delivery.id).where(*due, Delivery.subscriber_id.is_not(None))
+        query = query.where(or_(Delivery.subscriber_id.is_not(None), Delivery.channel_id.not_in(exclude_channels)))
     if exclude_subscriber_kinds:
         kinds = select(Subscriber.id).where(Subscriber.kind.in_(list(exclude_subscriber_kinds)))
-        public = public.where(Delivery.subscriber_id.not_in(kinds))
-    queries = [q.order_by(Delivery.next_attempt_at, Delivery.id).limit(limit) for q in (team, public)]
+        query = query.where(or_(Delivery.subscriber_id.is_(None), Delivery.subscriber_id.not_in(kinds)))
     until = now + lease
-    ids: list[int] = []
     columns = (
         Delivery.id,
         Delivery.incident_id,
@@ -253,9 +247,7 @@ def claim_due(
     if _sqlite(session):
         # The same three steps, each answered in one row (see _aggregated). SQLite has one writer: the UPDATE
         # moves every row read unless another process claimed some in between; ours then carry our lease.
-        for query in queries:
-            if len(ids) < limit:
-                ids += [row[0] for row in _aggregated(session, query.limit(limit - len(ids)).subquery().c.id)]
+        ids = [row[0] for row in _aggregated(session, query.subquery().c.id)]
         if not ids:
             return []
         moved = session.execute(
@@ -269,9 +261,7 @@ def claim_due(
             mine = mine & (Delivery.next_attempt_at == until)
         taken = [_ClaimRow(*row) for row in _aggregated(session, *columns, where=mine)]
     else:
-        for query in queries:
-            if len(ids) < limit:
-                ids += session.scalars(query.limit(limit - len(ids)).with_for_update(skip_locked=True))
+        ids = list(session.scalars(query.with_for_update(skip_locked=True)))
         if not ids:
             return []
         taken = list(

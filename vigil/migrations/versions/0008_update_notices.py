@@ -1,6 +1,6 @@
 """Notices of people's changes (issue 4): an incident update that people must be told about carries what to tell
 (``notice``: opened, update, acknowledged) until the server's dispatcher has queued its deliveries; and an index
-for the public subscribe form's resend check, and one for claiming the team's deliveries before subscribers'.
+for the public subscribe form's resend check.
 
 Revision ID: 0008
 Revises: 0007
@@ -37,20 +37,9 @@ def upgrade() -> None:
     )
     # The public subscribe form's resend check looks at the last hour's subscribers only.
     op.create_index("ix_subscribers_created_at", "subscribers", ["created_at"])
-    # The dispatcher claims deliveries to the team's channels before subscribers' (a page must not wait behind a
-    # fan-out): their due rows, without walking thousands of pending subscriber rows.
-    where = sa.text("status = 'pending' AND subscriber_id IS NULL")
-    op.create_index(
-        "ix_notification_deliveries_team_due",
-        "notification_deliveries",
-        ["next_attempt_at"],
-        sqlite_where=where,
-        postgresql_where=where,
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_notification_deliveries_team_due", table_name="notification_deliveries")
     op.drop_index("ix_subscribers_created_at", table_name="subscribers")
     op.drop_index("ix_incident_updates_notice", table_name="incident_updates")
     with op.batch_alter_table("incident_updates") as batch:
