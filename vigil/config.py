@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     # Notifications (issue 4, docs/notifications.md): how many deliveries the dispatcher sends at once.
     notify_concurrency: int = Field(
-        default=64, ge=1, le=1000, description="Notifications (webhooks, e-mails) being sent at once, at most."
+        default=16, ge=1, le=1000, description="Notifications (webhooks, e-mails) being sent at once, at most."
     )
     notify_smtp_concurrency: int = Field(
         default=4, ge=1, le=100, description="E-mails being sent at once per SMTP server (and per Apprise channel)."
