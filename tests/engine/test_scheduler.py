@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vigil.engine.scheduler import Job, Scheduler, phase_fraction
+from vigil.engine.scheduler import STARTUP_RATE, Job, Scheduler, phase_fraction
 from vigil.monitors.result import CheckResult, Outcome
 
 pytestmark = pytest.mark.anyio
@@ -183,3 +183,19 @@ async def test_a_failing_result_handler_does_not_stop_the_loop() -> None:
     scheduler.set_jobs({"a": Job("a", 0.1, 0.05, "")})
     await run_for(scheduler, 0.45)
     assert calls >= 3
+
+
+def test_many_new_monitors_spread_their_first_round_at_a_bounded_rate_within_one_interval() -> None:
+    async def runner(job: Job[str]) -> CheckResult:
+        return ok(job.key)
+
+    def first_runs(count: int, interval: float) -> float:
+        scheduler: Scheduler[str] = Scheduler(
+            runner=runner, on_result=Recorder(), startup_spread=1.0, clock=lambda: 0.0
+        )
+        scheduler.set_jobs({f"m{i}": Job(f"m{i}", interval, 1.0, "") for i in range(count)})
+        return max(scheduler.next_due(f"m{i}") or 0.0 for i in range(count))
+
+    assert first_runs(100, 60.0) <= 1.0  # few: the configured spread
+    assert 3.5 < first_runs(2000, 60.0) <= 2000 / STARTUP_RATE  # many: at most STARTUP_RATE a second
+    assert first_runs(2000, 2.0) <= 2.0  # but every one still within its interval

@@ -4,7 +4,8 @@ Each monitor gets a fixed phase within its interval from a hash of its key, so 1
 about 167 checks a second instead of 10,000 at :00, and a restart keeps the same spread. Runs are started in
 batches: the loop wakes at the end of each ``batch_window`` (100 ms) that holds due runs and starts them all,
 rather than waking for each run. The first round after start (or after a monitor is added) is squeezed into
-``startup_spread`` seconds so that a fresh server knows every state quickly; from the second run on each monitor
+``startup_spread`` seconds (longer when more than 500 a second would start, never beyond a monitor's interval)
+so that a fresh server knows every state quickly; from the second run on each monitor
 is back on its own phase. Runs are planned on a grid (phase + n × interval), so a late start does not drift the
 following ones; a run still going when its next slot comes (a check stuck past its timeout) skips that slot
 rather than piling up.
@@ -32,7 +33,7 @@ from vigil.monitors.guard import internal_error
 from vigil.monitors.result import CheckResult, Outcome
 from vigil.monitors.texts import seconds_text
 
-__all__ = ["Job", "Scheduler", "SchedulerStats", "phase_fraction"]
+__all__ = ["STARTUP_RATE", "Job", "Scheduler", "SchedulerStats", "phase_fraction"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ class SchedulerStats:
             return None
         ordered = sorted(self.lateness)
         return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1 if q > 0 else 0)]
+
+
+STARTUP_RATE = 500.0  # first runs a second at most when many monitors start at once (see set_jobs)
 
 
 class Scheduler(Generic[S]):
@@ -152,6 +156,11 @@ class Scheduler(Generic[S]):
         for key in list(self._slots):
             if key not in jobs:
                 del self._slots[key]  # its heap entries go stale and are skipped
+        new = sum(1 for key, job in jobs.items() if (slot := self._slots.get(key)) is None or slot.job != job)
+        # Many new monitors take longer than the configured spread: 10,000 squeezed into 10 s (1,000 a second,
+        # each a first result and two state changes) timed checks out on one core, and each timeout of the first
+        # round can open a false incident. At most STARTUP_RATE first runs a second, still within one interval.
+        spread = max(self._startup_spread, new / STARTUP_RATE) if self._startup_spread > 0 else 0.0
         for key, job in jobs.items():
             slot = self._slots.get(key)
             if slot is not None and slot.job == job:
@@ -161,7 +170,7 @@ class Scheduler(Generic[S]):
             anchor = now + fraction * job.interval
             running = slot.running if slot is not None else False
             self._slots[key] = _Slot(job, anchor, self._generation, running)
-            self._push(now + fraction * min(job.interval, self._startup_spread), key, self._generation)
+            self._push(now + fraction * min(job.interval, spread), key, self._generation)
         self._wake.set()
 
     def run_now(self, key: str) -> bool:
