@@ -19,12 +19,14 @@ from sqlalchemy import select, update
 
 from tests.dbfixtures import FlakyDatabase, count_rows
 from tests.monitors import servers
+from tests.notify.receivers import http_receiver
 from vigil.alerts.models import Alert, AlertSource, AlertStatus
 from vigil.config import Settings
 from vigil.db import Base, session_scope, upgrade
 from vigil.engine import runtime as runtime_module
 from vigil.engine.runtime import Runtime
 from vigil.engine.states import ComponentVerdict
+from vigil.incidents.service import open_incident, post_update
 from vigil.monitors.models import Component, ComponentState, Monitor, PingKind, StateChange
 
 pytest_plugins = ["tests.dbfixtures"]
@@ -292,3 +294,30 @@ async def test_a_firing_alert_is_observed_like_a_monitor_and_explains_the_depend
     runtime.alerts_changed()
     await until(lambda: runtime.verdicts["hv"].state is S.UP)
     await until(lambda: runtime.verdicts["vm1"].state is S.UNKNOWN)
+
+
+async def test_a_person_s_update_reaches_the_channel_through_the_running_server(tmp_path: Path, http_base: str) -> None:
+    # The whole path of a change made outside the engine: the service marks it, the dispatcher's loop (not a
+    # test calling it) queues it and sends it to the route's webhook.
+    async with http_receiver() as receiver:
+        flag = tmp_path / "hv-powered"
+        flag.touch()
+        channels = (
+            "notifications:\n  channels:\n"
+            f"    - {{id: hook, type: webhook, url: '{receiver.url()}', secret: s3cret-s3cret-s3cret, timeout: 5}}\n"
+            "  routes:\n    - {channels: [hook]}\n"
+        )
+        config = tmp_path / "vigil.yaml"
+        config.write_text(config_text(flag, http_base, extra=channels), encoding="utf-8")
+        runtime = Runtime(settings=settings_for(f"sqlite:///{tmp_path / 'vigil.db'}", tmp_path), paths=[config])
+        await runtime.start()
+        try:
+            with session_scope(runtime.database) as session:
+                incident_id = open_incident(session=session, title="Backups failing", components=["backup"]).id
+                post_update(session=session, incident_id=incident_id, body="Disk replaced; rerunning.")
+            await until(lambda: len(receiver.requests) >= 2)
+        finally:
+            await runtime.stop()
+    documents = [r.json() for r in receiver.requests]
+    assert [d["change"] for d in documents] == ["opened", "update"]
+    assert documents[1]["update"]["body"] == "Disk replaced; rerunning."
