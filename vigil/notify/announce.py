@@ -32,7 +32,7 @@ from vigil.notify.models import ChangeKind
 from vigil.notify.service import enqueue_deliveries, payload_of
 from vigil.notify.subscribers import fan_out
 
-__all__ = ["BATCH", "STALE", "announce_pending", "update_of"]
+__all__ = ["BATCH", "STALE", "announce_pending", "tell", "update_of"]
 
 BATCH = 200  # entries per transaction: people write a few a minute; a script posting thousands still drains fast
 # A change older than this when a server first sees it (none ran meanwhile) is not sent: a page about last week's
@@ -114,29 +114,55 @@ def _announce(
     now: datetime,
     ack_url: AckUrl | None,
 ) -> None:
-    change = ChangeKind(notice.value)
-    previous = None if notice is Notice.OPENED else _previous(entry)
-    extra: dict[str, Any] = (
-        {"acknowledged_by": entry.author or (entry.data or {}).get("author")}
-        if notice is Notice.ACKNOWLEDGED
-        else {"update": update_of(entry)}
-    )
-    if config.routes:
-        rows = enqueue_deliveries(
+    if notice is Notice.ACKNOWLEDGED:
+        who = entry.author or (entry.data or {}).get("author")
+        tell(
             session=session,
             config=config,
             owners=owners,
             incident=incident,
-            previous=previous,
+            change=ChangeKind.ACKNOWLEDGED,
+            previous=_previous(entry),
             now=now,
-            change=change,
-            extra=extra,
+            extra={"acknowledged_by": who},
+            subscribers=False,  # who is on it is the team's business
         )
-        if notice is not Notice.ACKNOWLEDGED:  # once acknowledged, a message needs no link to acknowledge
-            for row in rows:
-                row.payload = add_ack_url(row.payload, incident, ack_url, now)
-    if notice is Notice.ACKNOWLEDGED:
         return
-    payload = payload_of(incident, change, previous, now) | extra
-    components = [c.component_id for c in incident.components]
-    fan_out(session=session, components=components, change=change, payload=payload, now=now, incident_id=incident.id)
+    tell(
+        session=session,
+        config=config,
+        owners=owners,
+        incident=incident,
+        change=ChangeKind(notice.value),
+        previous=None if notice is Notice.OPENED else _previous(entry),
+        now=now,
+        ack_url=ack_url,
+        extra={"update": update_of(entry)},
+    )
+
+
+def tell(
+    *,
+    session: Session,
+    config: NotifyConfig,
+    owners: Mapping[str, str | None],
+    incident: Incident,
+    change: ChangeKind,
+    previous: IncidentStatus | None,
+    now: datetime,
+    ack_url: AckUrl | None = None,
+    extra: Mapping[str, Any] | None = None,
+    subscribers: bool = True,
+) -> None:
+    """Queue one change of an incident, the engine's or a person's: to the routed channels (with the link to
+    acknowledge while it is open, when ``ack_url`` is given) and, with ``subscribers``, to the subscribers of its
+    components. The document is made once for all of them (on 10,001 components it sorts them)."""
+    payload = payload_of(incident, change, previous, now) | dict(extra or {})
+    if config.routes:
+        linked = add_ack_url(payload, incident, ack_url, now)
+        enqueue_deliveries(session=session, config=config, owners=owners, incident=incident, payload=linked, now=now)
+    if subscribers:
+        components = [c.component_id for c in incident.components]
+        fan_out(
+            session=session, components=components, change=change, payload=payload, now=now, incident_id=incident.id
+        )

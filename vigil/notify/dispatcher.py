@@ -47,18 +47,18 @@ from sqlalchemy.orm import Session
 from vigil.db import session_scope
 from vigil.incidents.models import Incident, IncidentStatus
 from vigil.model.types import Model
-from vigil.notify.announce import announce_pending
+from vigil.notify.announce import announce_pending, tell
 from vigil.notify.config import AppriseChannel, NotifyConfig, SmtpChannel, WebhookChannel, notifications_of
-from vigil.notify.escalation import AckUrl, add_ack_url, escalate
+from vigil.notify.escalation import AckUrl, escalate
+from vigil.notify.models import ChangeKind
 from vigil.notify.service import (
     Attempt,
     Claimed,
     claim_due,
-    enqueue_deliveries,
     record_attempts,
     release_claims,
 )
-from vigil.notify.subscribers import CHANNEL_ID, fan_out_incident
+from vigil.notify.subscribers import CHANNEL_ID
 from vigil.notify.transports import TransportError, Transports
 
 __all__ = ["Dispatcher", "Sender"]
@@ -183,13 +183,17 @@ class Dispatcher:
 
     def enqueue(self, session: Session, incident: Incident, previous: IncidentStatus | None, now: datetime) -> None:
         """Queue the deliveries of this incident change, in the caller's transaction (the worker's hook)."""
-        if self.config.routes:
-            rows = enqueue_deliveries(
-                session=session, config=self.config, owners=self.owners, incident=incident, previous=previous, now=now
-            )
-            for row in rows:  # escalation (issue 4): the ack link
-                row.payload = add_ack_url(row.payload, incident, self.ack_url, now)
-        fan_out_incident(session=session, incident=incident, previous=previous, now=now)  # subscribers (0007)
+        change = ChangeKind.OPENED if previous is None else ChangeKind.STATUS
+        tell(
+            session=session,
+            config=self.config,
+            owners=self.owners,
+            incident=incident,
+            change=change,
+            previous=previous,
+            now=now,
+            ack_url=self.ack_url,  # escalation (issue 4): the ack link
+        )
 
     def escalate(self) -> int:
         """Queue the reminders and escalations due on the clock (escalation, issue 4); return how many deliveries."""

@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session, selectinload
 from vigil.incidents.models import EventType, Incident, IncidentStatus, IncidentUpdate
 from vigil.incidents.service import add_event
 from vigil.notify.config import NotifyConfig, RouteSpec
-from vigil.notify.models import ChangeKind, Delivery, DeliveryStatus
-from vigil.notify.service import _route_matches, payload_of
+from vigil.notify.models import ChangeKind, Delivery
+from vigil.notify.service import _route_matches, payload_of, queue_to_channels
 
 __all__ = [
     "ACK_TTL",
@@ -206,20 +206,9 @@ def _step(
     channels = sorted(c for c in set(channel_ids) if c in config.channels)
     minutes = (now - incident.detected_at).total_seconds() / 60
     payload = add_ack_url(payload_of(incident, kind, None, now), incident, ack_url, now)
-    rows = [
-        Delivery(
-            incident_id=incident.id,
-            channel_id=channel_id,
-            change=kind,
-            status=DeliveryStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            payload=payload,
-            created_at=now,
-        )
-        for channel_id in channels
-    ]
-    session.add_all(rows)
+    rows = queue_to_channels(
+        session=session, incident_id=incident.id, channel_ids=channels, change=kind, payload=payload, now=now
+    )
     what = "Reminder" if kind is ChangeKind.REMINDER else "Escalated"
     body = f"{what}: not acknowledged after {minutes:g} min; told {', '.join(channels) or 'nobody'}."
     data: dict[str, Any] = {"kind": kind.value, "route": key, "channels": channels}

@@ -30,6 +30,7 @@ __all__ = [
     "enqueue_deliveries",
     "list_deliveries",
     "payload_of",
+    "queue_to_channels",
     "record_attempt",
     "record_attempts",
     "release_claims",
@@ -129,22 +130,47 @@ def _listed(incident: Incident) -> list[dict[str, str]]:
     return [{"id": c.component_id, "status": c.status.value} for c in components]
 
 
+def queue_to_channels(
+    *,
+    session: Session,
+    incident_id: int,
+    channel_ids: Collection[str],
+    change: ChangeKind,
+    payload: dict[str, Any],
+    now: datetime,
+) -> list[Delivery]:
+    """Queue one pending delivery of ``payload`` per channel (sorted), due now; return the rows (added, not
+    flushed). The one place a channel's delivery row is made: routed changes and escalation steps alike."""
+    rows = [
+        Delivery(
+            incident_id=incident_id,
+            channel_id=channel_id,
+            change=change,
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            payload=payload,
+            created_at=now,
+        )
+        for channel_id in sorted(channel_ids)
+    ]
+    session.add_all(rows)
+    return rows
+
+
 def enqueue_deliveries(
     *,
     session: Session,
     config: NotifyConfig,
     owners: Mapping[str, str | None],
     incident: Incident,
-    previous: IncidentStatus | None,
+    payload: dict[str, Any],
     now: datetime,
-    change: ChangeKind | None = None,
-    extra: Mapping[str, Any] | None = None,
 ) -> list[Delivery]:
-    """Queue one delivery per channel for this change of the incident (``previous`` None: it was opened).
+    """Queue one delivery of ``payload`` (a :func:`payload_of` document: its ``change`` is the row's) per channel.
 
     The channels are those whose routes match now, plus every channel already told about the incident: a
     route with ``min_impact: major`` must hear of the recovery too, when the impact has dropped to none.
-    ``change`` None: opened or status, from ``previous``; ``extra`` is added to the payload (a person's update).
     """
     components = [c.component_id for c in incident.components]
     channels = set(route_channels(config, owners=owners, components=components, impact=incident.impact))
@@ -154,23 +180,10 @@ def enqueue_deliveries(
         .distinct()
     )
     channels.update(c for c in told if c in config.channels)
-    if change is None:
-        change = ChangeKind.OPENED if previous is None else ChangeKind.STATUS
-    payload = payload_of(incident, change, previous, now) | dict(extra or {})
-    rows = [
-        Delivery(
-            incident_id=incident.id,
-            channel_id=channel_id,
-            change=change,
-            status=DeliveryStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            payload=payload,
-            created_at=now,
-        )
-        for channel_id in sorted(channels)
-    ]
-    session.add_all(rows)
+    change = ChangeKind(payload["change"])
+    rows = queue_to_channels(
+        session=session, incident_id=incident.id, channel_ids=channels, change=change, payload=payload, now=now
+    )
     session.flush()
     return rows
 

@@ -28,7 +28,6 @@ from typing import Any
 from sqlalchemy import delete, exists, insert, literal, null, or_, select, true
 from sqlalchemy.orm import Session
 
-from vigil.incidents.models import Incident, IncidentStatus
 from vigil.notify.models import (
     ChangeKind,
     Delivery,
@@ -50,7 +49,6 @@ __all__ = [
     "confirm",
     "delete_subscriber",
     "fan_out",
-    "fan_out_incident",
     "fan_out_maintenance",
     "list_subscribers",
     "make_token",
@@ -293,18 +291,6 @@ def fan_out(
     ]
     result = session.execute(insert(Delivery).from_select(columns, source))
     return int(getattr(result, "rowcount", -1))
-
-
-def fan_out_incident(*, session: Session, incident: Incident, previous: IncidentStatus | None, now: datetime) -> int:
-    """Tell the subscribers of the incident's components that it opened or changed status (the worker's hook)."""
-    from vigil.notify.service import payload_of  # not at import time: service imports the incident service
-
-    change = ChangeKind.OPENED if previous is None else ChangeKind.STATUS
-    components = [c.component_id for c in incident.components]
-    payload = payload_of(incident, change, previous, now)
-    return fan_out(
-        session=session, components=components, change=change, payload=payload, now=now, incident_id=incident.id
-    )
 
 
 def fan_out_maintenance(*, session: Session, window: Any, now: datetime) -> int:
