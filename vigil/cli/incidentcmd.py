@@ -216,12 +216,7 @@ def deliveries(incident_id: IdArg, as_json: JsonOpt = False) -> None:
 
     def work(session: Session) -> dict[str, Any]:
         service.get_incident(session=session, incident_id=incident_id)  # an unknown id is exit 2, named
-        rows = notify_service.list_deliveries(session=session, incident_id=incident_id)
-        return {
-            "incident_id": incident_id,
-            "deliveries": [notify_service.delivery_document(row) for row in rows],
-            "subscribers": notify_service.subscriber_counts(session=session, incident_id=incident_id),
-        }
+        return notify_service.deliveries_document(session=session, incident_id=incident_id)
 
     doc = _run(work)
     if as_json:

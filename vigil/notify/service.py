@@ -26,6 +26,7 @@ __all__ = [
     "Claimed",
     "backoff_delay",
     "claim_due",
+    "deliveries_document",
     "delivery_document",
     "enqueue_deliveries",
     "list_deliveries",
@@ -502,6 +503,16 @@ def subscriber_counts(*, session: Session, incident_id: int) -> dict[str, int]:
     counts = {status.value: 0 for status in DeliveryStatus}
     counts.update({DeliveryStatus(status).value: int(n) for status, n in session.execute(query)})
     return counts
+
+
+def deliveries_document(*, session: Session, incident_id: int) -> dict[str, Any]:
+    """Return what the API and ``vigil incident deliveries`` show of an incident's notifications: each delivery
+    to a channel, and the counts of those to subscribers."""
+    return {
+        "incident_id": incident_id,
+        "deliveries": [delivery_document(row) for row in list_deliveries(session=session, incident_id=incident_id)],
+        "subscribers": subscriber_counts(session=session, incident_id=incident_id),
+    }
 
 
 def delivery_document(delivery: Delivery) -> dict[str, Any]:

@@ -115,12 +115,7 @@ def get_deliveries(incident_id: int, session: SessionDep) -> dict[str, Any]:
         service.get_incident(session=session, incident_id=incident_id)
     except IncidentError as exc:
         _refuse(exc)
-    rows = notify_service.list_deliveries(session=session, incident_id=incident_id)
-    return {
-        "incident_id": incident_id,
-        "deliveries": [notify_service.delivery_document(row) for row in rows],
-        "subscribers": notify_service.subscriber_counts(session=session, incident_id=incident_id),
-    }
+    return notify_service.deliveries_document(session=session, incident_id=incident_id)
 
 
 @router.post("", status_code=201, dependencies=Authorized)
