@@ -150,3 +150,29 @@ def test_secrets_come_from_files_and_the_environment_and_a_missing_one_names_its
     config = notifications_of(load_model([path]))
     assert "hook" not in config.channels
     assert any("channels[0].secret" in str(i) and "16 characters" in str(i) for i in config.issues)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is empty"),
+        (b"\n  \n", "is empty"),
+        (b"\xff\xfe not utf-8", "is not UTF-8 text"),
+        (b"x" * (64 * 1024 + 1), "is larger than 64 KiB: not a secret"),
+    ],
+)
+def test_a_secret_file_that_cannot_be_a_secret_is_an_issue_naming_it(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    (tmp_path / "hook.secret").write_bytes(content)
+    path = tmp_path / "model.yaml"
+    path.write_text(
+        "components: [{id: db, kind: database}]\nnotifications:\n  channels:\n"
+        "    - {id: hook, type: webhook, url: 'http://127.0.0.1:9/h', secret_file: hook.secret}\n  routes: []\n",
+        encoding="utf-8",
+    )
+    config = notifications_of(load_model([path]))
+    assert config.channels == {}
+    (issue,) = config.issues
+    assert issue.line == 4 and issue.path == "notifications.channels[0].secret_file"
+    assert issue.message == f"{tmp_path / 'hook.secret'} {message}"
