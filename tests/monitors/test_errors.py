@@ -4,11 +4,8 @@ import errno
 import socket
 import ssl
 
-import aiohttp
 import pycurl
 import pytest
-from aiohttp.client_reqrep import ConnectionKey
-from aiohttp.http_exceptions import BadStatusLine, ContentLengthError
 
 from vigil.monitors.curl import CurlClosedError, CurlError
 from vigil.monitors.errors import describe_curl_error, describe_exception
@@ -18,9 +15,6 @@ from vigil.monitors.texts import bytes_text, days_text, seconds_text
 def chained(outer: Exception, inner: BaseException) -> Exception:
     outer.__cause__ = inner
     return outer
-
-
-KEY = ConnectionKey("example.invalid", 443, True, True, None, None, None)
 
 
 def certificate_error(message: str) -> ssl.SSLCertVerificationError:
@@ -57,39 +51,6 @@ def certificate_error(message: str) -> ssl.SSLCertVerificationError:
             "TLS error: [SSL: WRONG_VERSION_NUMBER] wrong version number",
         ),
         (OSError(errno.EMFILE, "Too many open files"), "OS error: Too many open files"),
-        # aiohttp: what its connector errors wrap is described, whether or not it is also the cause
-        (aiohttp.ClientConnectorError(KEY, ConnectionRefusedError(errno.ECONNREFUSED, "x")), "connection refused"),
-        (
-            aiohttp.ClientConnectorDNSError(KEY, socket.gaierror(socket.EAI_NONAME, "Name or service not known")),
-            "DNS error: cannot resolve the host (Name or service not known)",
-        ),
-        (
-            aiohttp.ClientConnectorCertificateError(KEY, certificate_error("certificate has expired")),
-            "invalid certificate: certificate has expired",
-        ),
-        (
-            aiohttp.ClientConnectorSSLError(KEY, ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")),
-            "TLS error: [SSL: WRONG_VERSION_NUMBER] wrong version number",
-        ),
-        (aiohttp.ServerTimeoutError("Timeout on reading data from socket"), "timeout after 10 s"),
-        (aiohttp.ServerDisconnectedError(), "protocol error: Server disconnected without sending a response."),
-        (
-            chained(
-                aiohttp.ClientPayloadError("Response payload is not completed"),
-                ContentLengthError("Not enough data to satisfy content length header (received 3 of 100 bytes)."),
-            ),
-            "protocol error: peer closed connection without sending complete message body (received 3 bytes, "
-            "expected 100)",
-        ),
-        (
-            chained(aiohttp.ClientResponseError(None, (), status=400), BadStatusLine("-ERR unknown command")),  # type: ignore[arg-type]
-            "protocol error: Bad status line '-ERR unknown command'",
-        ),
-        (aiohttp.TooManyRedirects(None, ()), "too many redirects"),  # type: ignore[arg-type]
-        (aiohttp.NonHttpUrlRedirectClientError("ftp://files.invalid/"), "redirect to a URL that is not HTTP(S)"),
-        (aiohttp.InvalidUrlRedirectClientError("http://[bad/"), "redirect to an invalid URL"),
-        (aiohttp.InvalidURL("http://"), "invalid URL"),
-        (aiohttp.ClientPayloadError("nothing known underneath"), None),
         (KeyError("bug"), None),
     ],
 )

@@ -1,8 +1,7 @@
 """Turning the exceptions of network and process code into short reasons ("connection refused").
 
-aiohttp's exceptions are read too: its connector errors wrap the OS or TLS error (which is what is described),
-its parser errors become "protocol error: …". So are libcurl's errors (:class:`~vigil.monitors.curl.CurlError`,
-from the HTTP checks), in the same words: the reasons people see did not change when the checks moved to libcurl.
+libcurl's errors (:class:`~vigil.monitors.curl.CurlError`, from the HTTP checks) are described in the words the
+aiohttp checks used before: the reasons people see did not change when the checks moved to libcurl.
 """
 
 from __future__ import annotations
@@ -13,9 +12,7 @@ import socket
 import ssl
 from collections.abc import Iterator
 
-import aiohttp
 import pycurl
-from aiohttp.http_exceptions import ContentLengthError, HttpProcessingError, TransferEncodingError
 
 from vigil.monitors.curl import CurlError
 from vigil.monitors.texts import seconds_text
@@ -64,10 +61,6 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
         yield current
         if isinstance(current, BaseExceptionGroup):
             pending.extend(current.exceptions)
-        if isinstance(current, aiohttp.ClientConnectorCertificateError):
-            pending.append(current.certificate_error)
-        elif isinstance(current, aiohttp.ClientConnectorError):
-            pending.append(current.os_error)
         pending.extend(item for item in (current.__cause__, current.__context__) if item is not None)
 
 
@@ -76,8 +69,7 @@ def describe_exception(exc: BaseException, *, timeout: float) -> str | None:
 
     ``timeout`` is the check's limit, named in "timeout after 10 s".
     """
-    # aiohttp's connector errors subclass OSError and ssl.SSLError, but what they wrap says more.
-    chain = [item for item in causes(exc) if not isinstance(item, aiohttp.ClientConnectorError)]
+    chain = list(causes(exc))
     for item in chain:
         if isinstance(item, TimeoutError):
             return f"timeout after {seconds_text(timeout)}"
@@ -91,10 +83,6 @@ def describe_exception(exc: BaseException, *, timeout: float) -> str | None:
             return f"DNS error: cannot resolve the host ({item.strerror})"
         if isinstance(item, OSError) and item.errno in _ERRNO_REASONS:
             return _ERRNO_REASONS[item.errno]
-        if isinstance(item, aiohttp.ClientError | HttpProcessingError):
-            reason = _describe_aiohttp(item)
-            if reason is not None:
-                return reason
     for item in chain:
         text = str(item).lower()
         for phrase, reason in _PHRASES:
@@ -104,39 +92,6 @@ def describe_exception(exc: BaseException, *, timeout: float) -> str | None:
         if isinstance(item, OSError) and (item.strerror or str(item)):
             return f"OS error: {first_line(item.strerror or item)}"
     return None
-
-
-def _describe_aiohttp(exc: aiohttp.ClientError | HttpProcessingError) -> str | None:
-    """Return the reason for one of aiohttp's own errors, or None to look further down the chain."""
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return "too many redirects"
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        return f"proxy refused the connection: status {exc.status}"
-    if isinstance(exc, aiohttp.NonHttpUrlRedirectClientError):
-        return "redirect to a URL that is not HTTP(S)"
-    if isinstance(exc, aiohttp.InvalidUrlRedirectClientError):
-        return "redirect to an invalid URL"
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return "invalid URL"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "protocol error: Server disconnected without sending a response."
-    if isinstance(exc, aiohttp.ClientConnectionResetError):
-        return "connection reset by peer"
-    if isinstance(exc, ContentLengthError):
-        received = re.search(r"received (\d+) of (\d+) bytes", exc.message)
-        detail = f" (received {received[1]} bytes, expected {received[2]})" if received else ""
-        return f"protocol error: peer closed connection without sending complete message body{detail}"
-    if isinstance(exc, TransferEncodingError):
-        return "protocol error: peer closed connection without sending complete message body (incomplete chunked read)"
-    if isinstance(exc, HttpProcessingError):
-        return f"protocol error: {_parser_message(exc.message) or type(exc).__name__}"
-    return None  # ClientResponseError and ClientPayloadError wrap a parser error: it is further down the chain
-
-
-def _parser_message(message: str) -> str:
-    # aiohttp's parser errors span lines and point at the culprit with a caret: "Bad status line: … b'-ERR'".
-    lines = (line.strip() for line in message.splitlines())
-    return " ".join(line for line in lines if line and line.strip("^ "))[:200]
 
 
 # libcurl's TLS errors, in the words of Python's ssl module (which the checks used before libcurl).
