@@ -22,10 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -33,6 +31,7 @@ from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from vigil.db import session_scope
+from vigil.incidents.cache import IncidentCache, Observed, States
 from vigil.incidents.grouping import (
     Change,
     IncidentView,
@@ -56,13 +55,12 @@ from vigil.incidents.models import (
 from vigil.incidents.reshape import merge_into
 from vigil.incidents.service import add_event, set_status
 from vigil.model.types import Model
-from vigil.monitors.models import Component, ComponentState, Monitor, StateChange
+from vigil.monitors.models import StateChange
 from vigil.monitors.store import state_changes_since
 
 __all__ = [
     "CONSUMER",
     "ChangeHook",
-    "IncidentCache",
     "IncidentWorker",
     "ensure_cursor",
     "process_outbox",
@@ -74,7 +72,6 @@ T = TypeVar("T")
 
 CONSUMER = "incidents"
 BATCH_SIZE = 500  # outbox rows per transaction
-RELOAD_AFTER = 60.0  # seconds an affected list is trusted from memory before it is read again (a safety net)
 SAMPLE = 20  # component ids named in the timeline event that lists a blast radius
 
 # Notifications (issue 4): called for each incident the worker opens (previous status None) or moves to another
@@ -98,157 +95,6 @@ def ensure_cursor(*, session: Session, at_end: bool = True) -> int:
         session.add(cursor)
         session.flush()
     return cursor.last_id
-
-
-# -- what the worker keeps between batches ------------------------------------------------------------------
-Stamp = tuple[Any, ...]
-
-
-def _stamp(incident: Incident) -> Stamp:
-    # Every change to an incident's components, by a person (service, reshape) or by this worker, moves
-    # ``updated_at``, and a person's also sets ``taken_over``; a merge resolves it.
-    return (incident.updated_at, incident.status, incident.taken_over, incident.probable_cause, incident.merged_into)
-
-
-@dataclass(slots=True)
-class _Known:
-    stamp: Stamp
-    components: dict[str, ComponentStatus]
-    loaded: float  # time.monotonic() of the last read from the database
-
-
-class IncidentCache:
-    """The affected lists of the open incidents and the blast radii of the model, kept between batches.
-
-    An entry is used only while the incident's row still says what it said when the entry was written (its
-    ``updated_at``, status, ``taken_over``, probable cause, ``merged_into``: whoever changes its components moves
-    them), and for at most ``RELOAD_AFTER`` seconds. The worker drops everything when a batch fails: entries
-    are written during a transaction that may roll back.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[int, _Known] = {}
-        self._radii: Radii | None = None
-
-    def radii(self, model: Model) -> Radii:
-        if self._radii is None or self._radii.model is not model:
-            self._radii = Radii(model)
-        return self._radii
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._radii = None
-
-    def lists(self, session: Session, incidents: Iterable[Incident]) -> dict[int, dict[str, ComponentStatus]]:
-        """Return each incident's affected components and statuses, reading only those not known (or stale)."""
-        found: dict[int, dict[str, ComponentStatus]] = {}
-        missing: list[int] = []
-        now = time.monotonic()
-        for incident in incidents:
-            known = self._entries.get(incident.id)
-            if known is not None and known.stamp == _stamp(incident) and now - known.loaded < RELOAD_AFTER:
-                found[incident.id] = known.components
-            else:
-                missing.append(incident.id)
-        if missing:
-            read: dict[int, dict[str, ComponentStatus]] = {i: {} for i in missing}
-            for start in range(0, len(missing), 500):
-                chunk = missing[start : start + 500]
-                rows = session.execute(
-                    select(_IC.c.incident_id, _IC.c.component_id, _IC.c.status).where(_IC.c.incident_id.in_(chunk))
-                )
-                for incident_id, component_id, status in rows:
-                    read[incident_id][component_id] = ComponentStatus(status)
-            by_id = {i.id: i for i in incidents}
-            for incident_id, components in read.items():
-                self._entries[incident_id] = _Known(_stamp(by_id[incident_id]), components, now)
-                found[incident_id] = components
-        return found
-
-    def remember(self, incident: Incident, components: dict[str, ComponentStatus]) -> None:
-        """Record what this batch wrote (flushed, not committed yet: see :meth:`clear`)."""
-        known = self._entries.get(incident.id)
-        loaded = known.loaded if known is not None else time.monotonic()
-        self._entries[incident.id] = _Known(_stamp(incident), components, loaded)
-
-    def forget(self, incident_id: int) -> None:
-        self._entries.pop(incident_id, None)
-
-    def retain(self, open_ids: Iterable[int]) -> None:
-        keep = set(open_ids)
-        for incident_id in [i for i in self._entries if i not in keep]:
-            del self._entries[incident_id]
-
-
-class _States(Mapping[str, ComponentState]):
-    """Components' states for grouping: the batch's own last word for the components it names, else the
-    ``components`` table, read in full only the first time grouping asks about another component (a new
-    probable cause's blast radius, a maintenance title): most batches of a storm never do."""
-
-    def __init__(self, session: Session, batch: dict[str, ComponentState]) -> None:
-        self._session = session
-        self._batch = batch
-        self._table: dict[str, ComponentState] | None = None
-
-    def table(self) -> dict[str, ComponentState]:
-        if self._table is None:
-            rows = self._session.execute(select(Component.id, Component.state))
-            self._table = {cid: ComponentState(state) for cid, state in rows}
-        return self._table
-
-    def __getitem__(self, key: str) -> ComponentState:
-        hit = self._batch.get(key)
-        return hit if hit is not None else self.table()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter({**self.table(), **self._batch})
-
-    def __len__(self) -> int:
-        return len({**self.table(), **self._batch})
-
-    def existing(self, ids: Iterable[str]) -> set[str]:
-        """The ids that have a row in ``components`` (an incident can only list those)."""
-        wanted = set(ids)
-        if self._table is not None:
-            return {cid for cid in wanted if cid in self._table}
-        found: set[str] = set()
-        ordered = sorted(wanted)
-        for start in range(0, len(ordered), 500):
-            chunk = ordered[start : start + 500]
-            found.update(self._session.scalars(select(Component.id).where(Component.id.in_(chunk))))
-        return found
-
-
-class _Observed(Mapping[str, datetime]):
-    """When each component's own monitors last answered (the newest ``last_checked_at``), read on first use."""
-
-    def __init__(self, session: Session) -> None:
-        self._session = session
-        self._seen: dict[str, datetime] | None = None
-
-    def _load(self) -> dict[str, datetime]:
-        if self._seen is None:
-            query = (
-                select(Monitor.component_id, func.max(Monitor.last_checked_at))
-                .where(Monitor.enabled.is_(True), Monitor.last_checked_at.is_not(None))
-                .group_by(Monitor.component_id)
-            )
-            self._seen = {}
-            for cid, seen in self._session.execute(query):
-                if isinstance(seen, str):  # SQLite's max() returns the stored text, without the column's type
-                    seen = datetime.fromisoformat(seen)
-                if seen is not None:
-                    self._seen[cid] = seen if seen.tzinfo is not None else seen.replace(tzinfo=UTC)
-        return self._seen
-
-    def __getitem__(self, key: str) -> datetime:
-        return self._load()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._load())
-
-    def __len__(self) -> int:
-        return len(self._load())
 
 
 # -- one batch ------------------------------------------------------------------------------------------------
@@ -386,10 +232,10 @@ def _apply_changes(
     lists = cache.lists(session, open_rows)
     # The table may already be ahead of this batch; for the components the batch names, the batch's last word
     # is the one grouping must see, so that each batch is decided as it happened.
-    states = _States(session, {c.component_id: c.to_state for c in changes})
+    states = States(session, {c.component_id: c.to_state for c in changes})
     radii = cache.radii(model)  # shared by grouping and the merge check, and kept while the model stays
     views = [_view(i, lists[i.id]) for i in open_rows]
-    decided = group_changes(model, views, changes, states, radii, observed=_Observed(session))
+    decided = group_changes(model, views, changes, states, radii, observed=Observed(session))
     batch = _Batch()
     notify: list[tuple[Incident, IncidentStatus | None]] = []
     causes: list[int] = []  # incidents opened, or whose probable cause changed: each may explain others
@@ -464,7 +310,7 @@ def _components_written(
     incident_id: int,
     view: IncidentView,
     before: Mapping[str, ComponentStatus],
-    states: _States,
+    states: States,
     batch: _Batch,
 ) -> None:
     """Queue the rows of the components this batch added or changed; drop those without a component row."""
@@ -494,7 +340,7 @@ def _radius_event(incident_id: int, view: IncidentView, now: datetime, batch: _B
     batch.event(incident_id, EventType.COMPONENT, body, now, data)
 
 
-def _open_auto(session: Session, view: IncidentView, now: datetime, states: _States, batch: _Batch) -> Incident:
+def _open_auto(session: Session, view: IncidentView, now: datetime, states: States, batch: _Batch) -> Incident:
     incident = Incident(
         title=view.title.strip()[:TITLE_LIMIT] or str(view.probable_cause),
         status=IncidentStatus.INVESTIGATING,
@@ -527,7 +373,7 @@ def _update_auto(
     view: IncidentView,
     before: Mapping[str, ComponentStatus],
     now: datetime,
-    states: _States,
+    states: States,
     batch: _Batch,
 ) -> None:
     _components_written(incident.id, view, before, states, batch)
