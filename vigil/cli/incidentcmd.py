@@ -22,7 +22,7 @@ from vigil.incidents import reshape, service
 from vigil.incidents.models import ComponentStatus, IncidentStatus
 from vigil.incidents.schemas import incident_document
 from vigil.incidents.service import IncidentError, parse_choice
-from vigil.notify import service as notify_service
+from vigil.notify import deliveries as notify_deliveries
 
 __all__ = ["incident_app"]
 
@@ -216,7 +216,7 @@ def deliveries(incident_id: IdArg, as_json: JsonOpt = False) -> None:
 
     def work(session: Session) -> dict[str, Any]:
         service.get_incident(session=session, incident_id=incident_id)  # an unknown id is exit 2, named
-        return notify_service.deliveries_document(session=session, incident_id=incident_id)
+        return notify_deliveries.deliveries_document(session=session, incident_id=incident_id)
 
     doc = _run(work)
     if as_json:

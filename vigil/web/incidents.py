@@ -29,7 +29,7 @@ from vigil.incidents.schemas import (
     incident_document,
 )
 from vigil.incidents.service import IncidentError, IncidentNotFoundError
-from vigil.notify import service as notify_service
+from vigil.notify import deliveries as notify_deliveries
 from vigil.web.deps import SessionDep, get_backend
 
 __all__ = ["router"]
@@ -115,7 +115,7 @@ def get_deliveries(incident_id: int, session: SessionDep) -> dict[str, Any]:
         service.get_incident(session=session, incident_id=incident_id)
     except IncidentError as exc:
         _refuse(exc)
-    return notify_service.deliveries_document(session=session, incident_id=incident_id)
+    return notify_deliveries.deliveries_document(session=session, incident_id=incident_id)
 
 
 @router.post("", status_code=201, dependencies=Authorized)
