@@ -48,6 +48,18 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
+def sleeps() -> int:
+    """Return how many times the threads of this process went to sleep (voluntary context switches), all threads."""
+    total = 0
+    for status in Path("/proc/self/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        total += int(text.split("voluntary_ctxt_switches:")[1].split()[0])
+    return total
+
+
 def write_config(path: Path, monitors: int, interval: int, port: int) -> None:
     """One component per monitor, as each Kuma monitor stands alone; YAML written by hand to stay fast."""
     lines = ["version: 1", "components:"]
@@ -97,10 +109,12 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
     while runtime.states.pending or runtime.results.pending > args.monitors:
         await asyncio.sleep(0.1)
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    times0, switches0, loop0 = process.cpu_times(), sleeps(), time.thread_time()
     checks0 = runtime.scheduler.stats.finished
     runtime.scheduler.stats.lateness.clear()
     await asyncio.sleep(args.duration)
     cpu1, wall1 = time.process_time(), time.perf_counter()
+    times1, switches1, loop1 = process.cpu_times(), sleeps(), time.thread_time()
     checks = runtime.scheduler.stats.finished - checks0
     lateness = sorted(runtime.scheduler.stats.lateness)
     gc.collect()
@@ -122,8 +136,15 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
         "stored": stored,
         "cpu_seconds": cpu1 - cpu0,
         "cpu_per_1000": (cpu1 - cpu0) / checks * 1000 if checks else None,
+        # Where it went: user and kernel time, and how often a thread of the process went to sleep (each sleep
+        # is a later wake-up, the dear part of an idle process's work).
+        "user_per_1000": (times1.user - times0.user) / checks * 1000 if checks else None,
+        "system_per_1000": (times1.system - times0.system) / checks * 1000 if checks else None,
+        "loop_thread_per_1000": (loop1 - loop0) / checks * 1000 if checks else None,  # the rest: writer threads
+        "sleeps_per_check": (switches1 - switches0) / checks if checks else None,
         "checks_per_second": checks / (wall1 - wall0),
         "core_share": (cpu1 - cpu0) / (wall1 - wall0),
+        "batch_window": runtime.scheduler.batch_window,
         "lateness_p50": q(0.50),
         "lateness_p99": q(0.99),
         "ready_seconds": ready,

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     check_batch_window: float = Field(
         default=0.1, ge=0, le=1, description="Checks due within this many seconds start together (saves CPU)."
     )
+    check_batch_target: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Checks a batch should hold: the window widens up to 0.2 s when fewer are due (0: fixed window).",
+    )
     pid_file: str = Field(default="vigil.pid", min_length=1, description="Where `vigil serve` writes its process id.")
     rollup_interval: float = Field(default=600.0, gt=0, description="Seconds between rollups of results.")
     pending_results_limit: int = Field(

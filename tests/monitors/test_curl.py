@@ -32,9 +32,15 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]
     return ("asyncio", request.param)
 
 
+@pytest.fixture(params=[pytest.param(True, id="epoll"), pytest.param(False, id="loop-watch")])
+def epoll(request: pytest.FixtureRequest) -> bool:
+    """Both ways of watching sockets: an epoll set the loop watches as one reader, and the loop itself."""
+    return bool(request.param)
+
+
 @pytest.fixture
-async def session() -> AsyncIterator[CurlSession]:
-    session = CurlSession(max_connections=100)
+async def session(epoll: bool) -> AsyncIterator[CurlSession]:
+    session = CurlSession(max_connections=100, epoll=epoll)
     yield session
     session.close()
 
@@ -86,8 +92,8 @@ async def test_many_concurrent_requests(ok_server: str, session: CurlSession) ->
         handle.close()
 
 
-async def test_more_requests_than_connections_wait_their_turn(http_base: str) -> None:
-    session = CurlSession(max_connections=2)
+async def test_more_requests_than_connections_wait_their_turn(http_base: str, epoll: bool) -> None:
+    session = CurlSession(max_connections=2, epoll=epoll)
     handles = [request(f"{http_base}/slow?s=0.1") for _ in range(6)]
     started = time.monotonic()
     try:
@@ -143,9 +149,9 @@ async def test_huge_response_stopped_at_the_cap(http_base: str, session: CurlSes
     assert time.monotonic() - started < 2
 
 
-async def test_close_with_transfers_in_flight(quiet_port: int, ok_server: str) -> None:
+async def test_close_with_transfers_in_flight(quiet_port: int, ok_server: str, epoll: bool) -> None:
     before = _fd_count()
-    session = CurlSession(max_connections=100)
+    session = CurlSession(max_connections=100, epoll=epoll)
     handles = [request(f"http://127.0.0.1:{quiet_port}/") for _ in range(10)]
     tasks = [asyncio.create_task(session.perform(handle)) for handle in handles]
     await asyncio.sleep(0.2)
@@ -160,9 +166,9 @@ async def test_close_with_transfers_in_flight(quiet_port: int, ok_server: str) -
         await session.perform(request(f"{ok_server}/"))
 
 
-async def test_same_session_on_two_loops(http_base: str) -> None:
+async def test_same_session_on_two_loops(http_base: str, epoll: bool) -> None:
     # One multi handle per event loop: a session made in one loop works in another.
-    session = CurlSession(max_connections=10)
+    session = CurlSession(max_connections=10, epoll=epoll)
 
     def run_in_a_new_loop() -> int:
         async def one() -> int:

@@ -128,12 +128,17 @@ class Runtime:
             executor=self._writer,
             on_change=self.notify.enqueue,
         )
+        # Work wakes the next stage rather than each polling every second (an idle server's cost): the state
+        # writer's commit wakes the incident worker, the worker's the dispatcher. Each still polls, slowly.
+        self.states.after_commit = self.incidents.wake
+        self.incidents.after_commit = self.notify.wake
         self.scheduler: Scheduler[MonitorConfig] = Scheduler(
             runner=self._run,
             on_result=self._on_result,
             max_concurrency=settings.check_concurrency,
             startup_spread=settings.startup_spread,
             batch_window=settings.check_batch_window,
+            batch_target=settings.check_batch_target,
         )
         self.model: Model | None = None
         # Scheduled maintenance (issue 4): the components of the windows in progress, in maintenance for
@@ -341,7 +346,8 @@ class Runtime:
         key = job.key
         # Stored under the monitor's key, without the details dict the store does not keep: thousands of
         # results wait in the writer's queue after a burst, and their details would set the memory high-water mark.
-        self.results.add(dataclasses.replace(result, monitor_id=key, details=_NO_DETAILS))
+        stored = CheckResult(key, result.started_at, result.latency, result.outcome, result.reason, _NO_DETAILS)
+        self.results.add(stored)  # (dataclasses.replace would cost three times as much, for every check)
         self._counts.add(job.spec.spec.type, result.outcome)
         tracker = self._trackers.get(key)
         if tracker is None:
@@ -407,6 +413,14 @@ class Runtime:
             task.add_done_callback(self._side_tasks.discard)
 
         loop.call_soon_threadsafe(spawn)
+
+    def incidents_changed(self) -> None:
+        """Tell the dispatcher that a person changed incidents (the web app calls it from any thread, after its
+        commit): the change is told now rather than at the dispatcher's next poll."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(lambda: self.notify.wake(announce=True))
 
     async def _refresh_alerts_logged(self) -> None:
         try:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 _UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
 TRANSACTION_SIZE = 300  # state operations per transaction
 PAUSE_BETWEEN_TRANSACTIONS = 0.05  # seconds
+# How often the monitors' last check times and running counts are written when no state change carries them
+# sooner. They are for the API and for a restart (damping resumes from them); every write is a transaction on
+# the single SQLite writer, and one every 0.5 s cost more than a tenth of the CPU of 50 checks a second.
+CHECKED_INTERVAL = 5.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +62,20 @@ class StateWriter:
     """Queue of state operations written in order by a background task (``start``/``stop``)."""
 
     def __init__(
-        self, engine: Engine, *, flush_interval: float = 0.5, limit: int = 100_000, executor: Executor | None = None
+        self,
+        engine: Engine,
+        *,
+        flush_interval: float = 0.5,
+        checked_interval: float = CHECKED_INTERVAL,
+        limit: int = 100_000,
+        executor: Executor | None = None,
     ) -> None:
         self._engine = engine
         self._executor = executor  # None: the default thread pool
-        self._flush_interval = flush_interval
+        self._flush_interval = flush_interval  # the first retry after a failed write (doubling up to 30 s)
+        self._checked_interval = checked_interval
+        # Called on the loop after state changes were committed (the runtime wakes the incident worker with it).
+        self.after_commit: Callable[[], None] | None = None
         self._limit = limit
         self._pending: deque[Operation] = deque()
         self._checked: dict[str, tuple[datetime, int, int]] = {}
@@ -126,6 +140,11 @@ class StateWriter:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._write_each, batch)
         for _ in batch:
             self._pending.popleft()
+        if self.after_commit is not None and any(isinstance(operation, StateEvent) for operation in batch):
+            try:
+                self.after_commit()
+            except Exception:
+                logger.exception("the hook after writing state changes failed")
         if self._failures:
             logger.warning("database reachable again; state changes written")
         self._failures = 0
@@ -146,16 +165,25 @@ class StateWriter:
                 logger.warning("state change skipped: %s: %s", operation, exc)
 
     async def run(self) -> None:
+        # Wakes for a state change (add sets _wake), to retry after a failure, and every checked_interval for the
+        # last check times; an idle server wakes for nothing else.
+        loop = asyncio.get_running_loop()
+        checked_due = loop.time() + self._checked_interval
         while not self._stopping:
-            delay = min(self._flush_interval * 2**self._failures, 30.0)
+            if self._failures:
+                delay = min(self._flush_interval * 2**self._failures, 30.0)
+            else:
+                delay = max(0.0, checked_due - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
-            await asyncio.sleep(0.05)  # let a burst of changes from one recomputation arrive, then write once
+            if self._pending:
+                await asyncio.sleep(0.05)  # let a burst of changes from one recomputation arrive, then write once
             try:
-                await self.flush()
+                await self.flush()  # the last check times go with it
             except Exception:
                 logger.exception("writing state changes failed; trying again")
+            checked_due = loop.time() + self._checked_interval
 
     async def start(self) -> None:
         if self._task is None:

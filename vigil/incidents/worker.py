@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
@@ -423,11 +424,21 @@ def resolve_quiet(
     return done
 
 
+POLL_INTERVAL = 5.0  # seconds between two looks at the outbox when nobody said there is something to read
+# At most two rounds a second however often it is woken: in a storm the state writer commits every 50 ms, and
+# each round is two transactions on the single SQLite writer the engine's own writes wait for.
+MIN_ROUND_GAP = 0.5  # seconds
+
+
 class IncidentWorker:
-    """Runs :func:`process_outbox` and :func:`resolve_quiet` every ``poll_interval`` seconds (``start``/``stop``).
+    """Runs :func:`process_outbox` and :func:`resolve_quiet` (``start``/``stop``): at once when :meth:`wake` is
+    called (the runtime does after its state writer committed state changes), else every ``poll_interval``
+    seconds (state changes another server wrote, incidents that became quiet).
 
     ``model`` returns the model in force (it changes on reload; None: not loaded yet, nothing is read).
-    ``executor`` is where the database work runs (the runtime's single SQLite writer thread).
+    ``executor`` is where the database work runs (the runtime's single SQLite writer thread). ``after_commit``,
+    when set, is called on the loop after a round that consumed outbox rows or resolved incidents (the runtime
+    wakes the notification dispatcher with it).
     """
 
     def __init__(
@@ -437,7 +448,7 @@ class IncidentWorker:
         model: Callable[[], Model | None],
         quiet_period: timedelta,
         clock: Callable[[], datetime] = _utcnow,
-        poll_interval: float = 1.0,
+        poll_interval: float = POLL_INTERVAL,
         executor: Executor | None = None,
         on_change: ChangeHook | None = None,
     ) -> None:
@@ -450,6 +461,8 @@ class IncidentWorker:
         self._executor = executor
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._woken = asyncio.Event()
+        self.after_commit: Callable[[], None] | None = None
         self.processed = 0  # outbox rows consumed by this process
         self._cache = IncidentCache()  # affected lists and blast radii between batches
         self.failures = 0  # rounds that failed in a row (database away): logged once per episode
@@ -513,6 +526,7 @@ class IncidentWorker:
     async def stop(self) -> None:
         """Stop after the current round, then consume what is left (best effort: it resumes after a restart)."""
         self._stopping.set()
+        self._woken.set()
         if self._task is not None:
             await self._task
             self._task = None
@@ -521,19 +535,33 @@ class IncidentWorker:
         except Exception as exc:
             logger.warning("incident worker stopped with outbox rows left for the next start: %s", exc)
 
+    def wake(self) -> None:
+        """Look at the outbox now rather than at the next poll (call it on the worker's loop)."""
+        self._woken.set()
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -math.inf
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._poll_interval)
+                await asyncio.wait_for(self._woken.wait(), timeout=self._poll_interval)
+            if (gap := last + min(MIN_ROUND_GAP, self._poll_interval) - loop.time()) > 0:
+                with contextlib.suppress(TimeoutError):  # more state changes may come meanwhile: one round for all
+                    await asyncio.wait_for(self._stopping.wait(), timeout=gap)
+            self._woken.clear()
             if self._stopping.is_set():
                 return
+            last = loop.time()
             try:
                 # Batch by batch, each its own job on the writer thread (see step); then the quiet period.
-                while await self._in_thread(self.step) >= BATCH_SIZE and not self._stopping.is_set():
-                    pass
-                if self._model() is not None:
-                    await self._in_thread(self.resolve)
+                consumed = count = await self._in_thread(self.step)
+                while count >= BATCH_SIZE and not self._stopping.is_set():
+                    count = await self._in_thread(self.step)
+                    consumed += count
+                resolved = await self._in_thread(self.resolve) if self._model() is not None else []
                 self.failures = 0
+                if (consumed or resolved) and self.after_commit is not None:
+                    self.after_commit()
             except Exception:
                 self.failures += 1
                 if self.failures == 1:

@@ -21,6 +21,8 @@ can read what the transfer got to and close the handle as the cancellation unwin
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import select
 
 import pycurl
 
@@ -58,7 +60,7 @@ class CurlLoop:
     ``socket_action`` (or ``add_handle``), which only ever runs in that thread.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, max_connections: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, max_connections: int, epoll: bool | None = None) -> None:
         self.loop = loop
         self._multi = pycurl.CurlMulti()
         self._multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -66,8 +68,14 @@ class CurlLoop:
         # Transfers past this many open connections wait in libcurl's queue (within their caller's timeout).
         self._multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, max_connections)
         self._futures: dict[pycurl.Curl, asyncio.Future[None]] = {}
-        self._watched: dict[int, int] = {}  # socket → the POLL_IN/POLL_OUT bits registered with the loop
+        self._watched: dict[int, int] = {}  # socket → the POLL_IN/POLL_OUT bits being watched
         self._timer: asyncio.TimerHandle | None = None
+        # Where sockets are watched: an epoll set of our own, which the loop watches as one reader (Linux), or
+        # the loop itself, one reader or writer per socket (elsewhere; epoll=False forces it, for the tests).
+        self._epoll: select.epoll | None = None
+        if epoll if epoll is not None else hasattr(select, "epoll"):
+            self._epoll = select.epoll()
+            loop.add_reader(self._epoll.fileno(), self._on_ready)
         self.closed = False
 
     @property
@@ -103,7 +111,11 @@ class CurlLoop:
             return
         self.closed = True  # from here on, the callbacks below do nothing
         self._cancel_timer()
-        if not self.loop.is_closed():
+        if self._epoll is not None:
+            if not self.loop.is_closed():
+                self.loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+        elif not self.loop.is_closed():
             for fd, bits in self._watched.items():
                 self._unwatch(fd, bits)
         self._watched.clear()
@@ -126,15 +138,40 @@ class CurlLoop:
             return
         old = self._watched.get(fd, 0)
         new = 0 if what == pycurl.POLL_REMOVE else what  # POLL_NONE 0, POLL_IN 1, POLL_OUT 2, POLL_INOUT 3
+        if self._epoll is not None:
+            self._epoll_watch(fd, old, new)
+        else:
+            self._loop_watch(fd, old, new)
+        if new:
+            self._watched[fd] = new
+        else:
+            self._watched.pop(fd, None)
+
+    def _epoll_watch(self, fd: int, old: int, new: int) -> None:
+        # A socket that libcurl closed without a POLL_REMOVE has left the set by itself: register and unregister
+        # forgive that, so a number the kernel hands out again is still watched.
+        if not new:
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fd)  # type: ignore[union-attr]
+            return
+        mask = (select.EPOLLIN if new & pycurl.POLL_IN else 0) | (select.EPOLLOUT if new & pycurl.POLL_OUT else 0)
+        if old:
+            try:
+                self._epoll.modify(fd, mask)  # type: ignore[union-attr]
+                return
+            except FileNotFoundError:
+                pass
+        try:
+            self._epoll.register(fd, mask)  # type: ignore[union-attr]
+        except FileExistsError:
+            self._epoll.modify(fd, mask)  # type: ignore[union-attr]
+
+    def _loop_watch(self, fd: int, old: int, new: int) -> None:
         if new & pycurl.POLL_IN and not old & pycurl.POLL_IN:
             self.loop.add_reader(fd, self._act, fd, pycurl.CSELECT_IN)
         if new & pycurl.POLL_OUT and not old & pycurl.POLL_OUT:
             self.loop.add_writer(fd, self._act, fd, pycurl.CSELECT_OUT)
         self._unwatch(fd, old & ~new)
-        if new:
-            self._watched[fd] = new
-        else:
-            self._watched.pop(fd, None)
 
     def _unwatch(self, fd: int, bits: int) -> None:
         if bits & pycurl.POLL_IN:
@@ -157,6 +194,33 @@ class CurlLoop:
     def _on_timeout(self) -> None:
         self._timer = None
         self._act(pycurl.SOCKET_TIMEOUT, 0)
+
+    def _on_ready(self) -> None:
+        # The epoll set has ready sockets: act on each of them in this one callback. The loop wakes once for
+        # every socket ready at that moment, not once per socket, and watching costs an epoll_ctl, not a loop
+        # handle made and freed each time libcurl changes its mind.
+        if self.closed:
+            return
+        try:
+            ready = self._epoll.poll(0)  # type: ignore[union-attr]
+        except OSError:  # EINTR; the set is still readable, so the loop calls again
+            return
+        for fd, mask in ready:
+            watched = self._watched.get(fd)
+            if watched is None:
+                continue  # unwatched by an earlier socket_action of this same round
+            events = (pycurl.CSELECT_IN if mask & select.EPOLLIN else 0) | (
+                pycurl.CSELECT_OUT if mask & select.EPOLLOUT else 0
+            )
+            if mask & (select.EPOLLERR | select.EPOLLHUP):
+                # As the loops report them: to whatever libcurl waits for (POLL_* and CSELECT_* share their bits).
+                events |= watched
+            try:
+                self._multi.socket_action(fd, events)
+            except pycurl.error as exc:
+                self._fail_all(exc)
+                return
+        self._collect()
 
     def _act(self, fd: int, events: int) -> None:
         if self.closed:
@@ -209,8 +273,9 @@ class CurlSession:
     the common options is the cheapest way), run them with :meth:`perform`, close them.
     """
 
-    def __init__(self, *, max_connections: int) -> None:
+    def __init__(self, *, max_connections: int, epoll: bool | None = None) -> None:
         self._max_connections = max_connections
+        self._epoll = epoll  # None: an epoll set where there is one (see CurlLoop)
         self._loops: dict[asyncio.AbstractEventLoop, CurlLoop] = {}
         self.closed = False
 
@@ -232,7 +297,7 @@ class CurlSession:
             raise RuntimeError("the HTTP client is closed")
         for old in [old for old in self._loops if old.is_closed()]:  # a loop gone without closing the client
             self._loops.pop(old).close()
-        driver = self._loops[loop] = CurlLoop(loop, max_connections=self._max_connections)
+        driver = self._loops[loop] = CurlLoop(loop, max_connections=self._max_connections, epoll=self._epoll)
         return driver
 
     def close(self) -> None:

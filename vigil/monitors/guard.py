@@ -64,11 +64,31 @@ async def guarded(spec: GuardedSpec, probe: Callable[[Progress], Awaitable[Verdi
     except Exception as exc:
         return CheckResult("?", started_at, 0.0, Outcome.DOWN, internal_error(exc))
     progress = Progress()
+    # asyncio.timeout() by hand: a timer that cancels this task, told apart from a cancellation from outside.
+    # The same semantics for a third of the cost (asyncio's looks the running loop up three times, and on
+    # Python 3.11 each look is a getpid() system call); this runs for every check.
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task(loop)  # None only outside a task, where nothing could be cancelled anyway
+    cancelling = task.cancelling() if task is not None else 0
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()  # type: ignore[union-attr]
+
+    timer = loop.call_at(loop.time() + timeout, expire) if task is not None else None
     try:
-        async with asyncio.timeout(timeout):
-            verdict = _checked(await probe(progress))
+        verdict = _checked(await probe(progress))
+    except asyncio.CancelledError:
+        if not expired or task is None or task.uncancel() > cancelling:
+            raise  # cancelled from outside (shutdown, the scheduler's hang sweep), or from outside as well
+        verdict = Verdict(Outcome.DOWN, _failure_reason(TimeoutError(), timeout, progress))
     except Exception as exc:
         verdict = Verdict(Outcome.DOWN, _failure_reason(exc, timeout, progress))
+    finally:
+        if timer is not None:
+            timer.cancel()
     latency = time.monotonic() - start
     try:
         verdict = _limit_latency(verdict, latency, spec.latency_limit())

@@ -326,7 +326,7 @@ def _verdict(spec: HttpMonitorSpec, handle: pycurl.Curl, body: _Body) -> Verdict
         "bytes_read": len(content),
         "truncated": body.truncated,
     }
-    failure = _failure(spec, status, handle.getinfo(pycurl.CONTENT_TYPE), content)
+    failure = _failure(spec, status, handle, content)
     if not body.truncated:
         return Verdict(Outcome.UP if failure is None else Outcome.DOWN, failure or f"status {status}", details)
     note = f"response larger than {bytes_text(spec.max_body)}: read first {bytes_text(spec.max_body)}"
@@ -335,13 +335,13 @@ def _verdict(spec: HttpMonitorSpec, handle: pycurl.Curl, body: _Body) -> Verdict
     return Verdict(Outcome.UP, f"status {status}; {note}", details)
 
 
-def _failure(spec: HttpMonitorSpec, code: int, content_type: str | None, body: bytes) -> str | None:
+def _failure(spec: HttpMonitorSpec, code: int, handle: pycurl.Curl, body: bytes) -> str | None:
     """Return why the response fails the monitor's conditions, or None when it passes them all."""
     if not any(low <= code <= high for low, high in spec.expected_status):
         return f"status {code} (expected {format_status_ranges(spec.expected_status)})"
     if spec.contains is None and spec.regex is None and spec.json_path is None:
         return None
-    text = _decode(body, _charset(content_type))
+    text = _decode(body, _charset(handle.getinfo(pycurl.CONTENT_TYPE)))
     if spec.contains is not None and spec.contains not in text:
         return f"keyword {spec.contains!r} missing"
     if spec.regex is not None and spec.regex.search(text) is None:

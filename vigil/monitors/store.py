@@ -96,10 +96,14 @@ class ResultLike(Protocol):
     def reason(self) -> str: ...
 
 
-def result_row(result: ResultLike) -> dict[str, Any]:
-    """Return the ``check_results`` row for ``result``; raises ValueError for a naive ``started_at``."""
+def _aware(result: ResultLike) -> None:
     if result.started_at.utcoffset() is None:
         raise ValueError(f"result of {result.monitor_id}: started_at must be timezone-aware (UTC)")
+
+
+def result_row(result: ResultLike) -> dict[str, Any]:
+    """Return the ``check_results`` row for ``result``; raises ValueError for a naive ``started_at``."""
+    _aware(result)
     return {
         "monitor_id": result.monitor_id,
         "started_at": result.started_at,
@@ -406,7 +410,7 @@ class ResultWriter:
 
     def add(self, result: ResultLike) -> None:
         """Queue ``result``; raises ValueError for a naive ``started_at`` (a bug in the caller, not data)."""
-        result_row(result)
+        _aware(result)
         self._pending.append(result)
         self._trim()
         if len(self._pending) >= self._batch_size and not self._unavailable:

@@ -5,8 +5,10 @@ as many as it has free sending slots (``concurrency``, 64 by default), and sends
 its channel's timeout: webhooks on one shared aiohttp session (connections kept alive), e-mail on SMTP sessions
 kept open per server and at most ``smtp_concurrency`` (4) at a time per server, Apprise in a thread. While a
 claim comes back full it claims again as soon as a quarter of the slots is free, instead of waiting for the
-next poll (``poll_interval``, 1 s): a fan-out of 10,000 subscribers drains in seconds to a minute, not
-20 minutes.
+next poll: a fan-out of 10,000 subscribers drains in seconds to a minute, not 20 minutes. It claims at once
+when woken (:meth:`Dispatcher.wake`: the incident worker queued deliveries, a person changed an incident in
+this server), and otherwise looks every ``poll_interval`` (5 s) for retries come due, reminders and
+escalations, and what another process queued (``vigil incident`` in a shell, another server).
 
 Attempts are recorded in batches: the attempts that ended since the last transaction are written in the same
 short transaction as the next claim (one read, one executemany UPDATE, the timeline events of channel
@@ -78,6 +80,9 @@ SMTP_CONCURRENCY = 4  # messages at once per SMTP server (and per Apprise channe
 BLOCKING_THREADS = 16  # threads for the blocking libraries (smtplib, Apprise), all servers together
 GATE_QUEUE = 2  # a gated channel holds at most this many times its gate's size of the slots (sending + waiting)
 RECORD_BATCH = 500  # attempts recorded in one transaction at most
+# Seconds between two looks when not woken: retries come due (backoff 30 s and more), reminders and escalations
+# (minutes), what another process queued. Each look is up to three transactions on the single SQLite writer.
+POLL_INTERVAL = 5.0
 # Seconds a claim/record transaction should take at most on the writer thread (shared with the engine's writes):
 # when one takes longer (large payloads, a busy machine), the next claims take proportionally fewer rows.
 TRANSACTION_TARGET = 0.05
@@ -135,7 +140,7 @@ class Dispatcher:
         max_attempts: int = MAX_ATTEMPTS,
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
-        poll_interval: float = 1.0,
+        poll_interval: float = POLL_INTERVAL,
         sender: Sender | None = None,  # tests: instead of the transports (webhook, SMTP, Apprise)
         public_url: str | None = None,  # subscribers (0007): the start of their links; default: the settings'
     ) -> None:
@@ -164,6 +169,8 @@ class Dispatcher:
         self._last: dict[tuple[str, int | None, str | None], asyncio.Task[None]] = {}
         self._threads: asyncio.Semaphore | None = None
         self._more = False  # the last claim came back full: more is due
+        self._poked = False  # woken: claim now (wake())
+        self._announce = False  # woken by a person's change: announce it now (wake(announce=True))
         self._claim_limit = self.concurrency  # rows per claim, lowered while transactions take too long
         self.sent = 0
         self.failed_attempts = 0
@@ -440,15 +447,26 @@ class Dispatcher:
             logger.exception("the last notification attempts were not recorded; they will be tried again")
         await self.transports.aclose()
 
+    def wake(self, *, announce: bool = False) -> None:
+        """Claim now rather than at the next poll: deliveries were queued (the incident worker's commit), or, with
+        ``announce``, a person changed an incident (its change is told now). Call it on the dispatcher's loop."""
+        self._poked = True
+        self._announce = self._announce or announce
+        self._wake.set()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         failures = 0
         next_escalation = 0.0
         while not self._stopping.is_set():
             try:
+                self._poked = False
+                announce, self._announce = self._announce, False
                 if loop.time() >= next_escalation:
                     next_escalation = loop.time() + self._poll_interval
                     await self._db(self.escalate)  # reminders and escalation (issue 4), sent from the next claim
+                    announce = True
+                if announce:
                     await self._db(self.announce)  # changes people made (announce.py), sent from the next claim
                 await self._round()
                 failures = 0
@@ -469,6 +487,8 @@ class Dispatcher:
         refill = max(1, self.concurrency // 4)
         while not self._stopping.is_set():
             self._wake.clear()
+            if self._poked:
+                return
             if self._more and self.concurrency - len(self._sending) >= refill:
                 return
             if self._finished and not self._sending:

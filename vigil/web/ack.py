@@ -20,7 +20,7 @@ from vigil.config import get_settings
 from vigil.db import session_scope
 from vigil.incidents.service import IncidentError, IncidentNotFoundError, acknowledge_incident, get_incident
 from vigil.notify.escalation import AckTokenError, read_ack_token
-from vigil.web.deps import get_backend
+from vigil.web.deps import after_commit, get_backend
 
 __all__ = ["router"]
 
@@ -90,6 +90,7 @@ async def ack(token: str, request: Request) -> HTMLResponse:
 
     try:
         title = await run_in_threadpool(acknowledge)  # the database is not for the event loop
+        after_commit(request, "incidents_changed")  # the acknowledgement is told now
     except IncidentNotFoundError as exc:
         return _page("Unknown incident", f"<p>{html.escape(str(exc))}.</p>", 404)
     except IncidentError as exc:

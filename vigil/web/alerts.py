@@ -25,7 +25,7 @@ from vigil.alerts.schemas import AlertmanagerWebhook, GenericWebhook
 from vigil.alerts.service import Incoming, alert_document, from_alertmanager, from_webhook, list_alerts, receive_alerts
 from vigil.config import Settings, get_settings
 from vigil.db import session_scope
-from vigil.web.deps import SessionDep, get_backend
+from vigil.web.deps import SessionDep, after_commit, get_backend
 
 __all__ = ["router"]
 
@@ -79,9 +79,7 @@ def _receive(request: Request, items: list[Incoming]) -> dict[str, Any]:
                 }
             # Committed: the engine folds the firing alerts into its components' states (worse of alerts and
             # monitors, and the model's blast radius from there). A backend without an engine has no hook.
-            hook = getattr(backend, "alerts_changed", None)
-            if callable(hook):
-                hook()
+            after_commit(request, "alerts_changed")
             return answer
         except IntegrityError:
             # Two deliveries of a new fingerprint at once: the loser's insert hits the unique key; once more

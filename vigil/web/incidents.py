@@ -30,7 +30,7 @@ from vigil.incidents.schemas import (
 )
 from vigil.incidents.service import IncidentError, IncidentNotFoundError
 from vigil.notify import deliveries as notify_deliveries
-from vigil.web.deps import SessionDep, get_backend
+from vigil.web.deps import SessionDep, after_commit, get_backend
 
 __all__ = ["router"]
 
@@ -59,9 +59,11 @@ def require_key(request: Request, authorization: Annotated[str | None, Header()]
 
 
 def write_session(request: Request) -> Iterator[Session]:
-    """Yield a session committed when the request succeeds (the JSON API's reads roll back instead)."""
+    """Yield a session committed when the request succeeds (the JSON API's reads roll back instead); then the
+    server's dispatcher is woken, so that the change is told now (notifications.md)."""
     with session_scope(get_backend(request).database) as session:
         yield session
+    after_commit(request, "incidents_changed")
 
 
 WriteSession = Annotated[Session, Depends(write_session)]
