@@ -321,3 +321,38 @@ async def test_a_person_s_update_reaches_the_channel_through_the_running_server(
     documents = [r.json() for r in receiver.requests]
     assert [d["change"] for d in documents] == ["opened", "update"]
     assert documents[1]["update"]["body"] == "Disk replaced; rerunning."
+
+
+async def test_a_failure_reaches_the_channel_by_wake_ups_not_polls(tmp_path: Path, http_base: str) -> None:
+    # An idle server polls nothing every second: the state writer's commit wakes the incident worker, the
+    # worker's commit wakes the dispatcher. With both polls a minute away, a failure is still told in seconds;
+    # so is a person's change the web app reports (incidents_changed).
+    async with http_receiver() as receiver:
+        flag = tmp_path / "hv-powered"
+        flag.touch()
+        channels = (
+            "notifications:\n  channels:\n"
+            f"    - {{id: hook, type: webhook, url: '{receiver.url()}', secret: s3cret-s3cret-s3cret, timeout: 5}}\n"
+            "  routes:\n    - {channels: [hook]}\n"
+        )
+        config = tmp_path / "vigil.yaml"
+        config.write_text(config_text(flag, http_base, extra=channels), encoding="utf-8")
+        runtime = Runtime(settings=settings_for(f"sqlite:///{tmp_path / 'vigil.db'}", tmp_path), paths=[config])
+        runtime.incidents._poll_interval = 60.0
+        runtime.notify._poll_interval = 60.0
+        await runtime.start()
+        try:
+            await until(lambda: runtime.verdicts.get("hv") is not None and runtime.verdicts["hv"].state is S.UP)
+            await asyncio.sleep(0.5)  # the first rounds at start are over; the next polls are a minute away
+            flag.unlink()
+            await until(lambda: len(receiver.requests) >= 1)
+            assert receiver.requests[0].json()["incident"]["probable_cause"] == "hv"
+            with session_scope(runtime.database) as session:
+                post_update(session=session, incident_id=receiver.requests[0].json()["incident"]["id"], body="On it.")
+            await asyncio.sleep(0.5)
+            assert len(receiver.requests) == 1  # marked in the database, not told: nobody woke the dispatcher
+            await asyncio.to_thread(runtime.incidents_changed)  # as the web app calls it, after its commit
+            await until(lambda: len(receiver.requests) >= 2)
+        finally:
+            await runtime.stop()
+    assert receiver.requests[1].json()["change"] == "update"

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+import vigil.engine.scheduler as module
 from vigil.engine.scheduler import STARTUP_RATE, Job, Scheduler, phase_fraction
 from vigil.monitors.result import CheckResult, Outcome
 
@@ -88,7 +89,6 @@ async def test_a_check_that_raises_hangs_or_returns_garbage_becomes_a_down_resul
         return ok(job.key)
 
     scheduler: Scheduler[str] = Scheduler(runner=runner, on_result=recorder, startup_spread=0.0)
-    import vigil.engine.scheduler as module
 
     margin = module.HANG_MARGIN
     module.HANG_MARGIN = 0.2
@@ -199,3 +199,80 @@ def test_many_new_monitors_spread_their_first_round_at_a_bounded_rate_within_one
     assert first_runs(100, 60.0) <= 1.0  # few: the configured spread
     assert 3.5 < first_runs(2000, 60.0) <= 2000 / STARTUP_RATE  # many: at most STARTUP_RATE a second
     assert first_runs(2000, 2.0) <= 2.0  # but every one still within its interval
+
+
+async def test_the_batch_window_widens_when_checks_are_few_and_lateness_stays_within_it() -> None:
+    def scheduler(target: int = 10) -> Scheduler[str]:
+        return Scheduler(runner=lambda job: asyncio.sleep(0), on_result=lambda *a: None, batch_target=target)  # type: ignore[arg-type, return-value]
+
+    def jobs(count: int, interval: float) -> dict[str, Job[str]]:
+        return {f"m{i}": Job(f"m{i}", interval, 0.5, "") for i in range(count)}
+
+    many, few, fixed = scheduler(), scheduler(), scheduler(target=0)
+    many.set_jobs(jobs(1000, 5.0))  # 200 checks a second: 20 in every 100 ms, the window stays 100 ms
+    few.set_jobs(jobs(1000, 20.0))  # 50 a second: widened until a batch holds 10, 200 ms
+    fixed.set_jobs(jobs(1000, 20.0))
+    assert many.batch_window == pytest.approx(0.1)
+    assert few.batch_window == pytest.approx(0.2)
+    assert fixed.batch_window == pytest.approx(0.1)
+    few.set_jobs(jobs(3, 60.0))  # a handful of monitors: never beyond MAX_BATCH_WINDOW
+    assert few.batch_window == pytest.approx(module.MAX_BATCH_WINDOW)
+    few.set_jobs(jobs(1000, 10.0))  # 100 a second: 10 per 100 ms already
+    assert few.batch_window == pytest.approx(0.1)
+    few.set_jobs(jobs(2, 0.6))  # few, but often: at most a fifth of the shortest interval (two runs never merge)
+    assert few.batch_window == pytest.approx(0.12)
+
+    # Runs really start on that window's grid, so lateness is below it: 10 jobs at 1 s (10 a second) → 0.2 s.
+    recorder = Recorder()
+
+    async def runner(job: Job[str]) -> CheckResult:
+        return ok(job.key)
+
+    timed: Scheduler[str] = Scheduler(runner=runner, on_result=recorder, startup_spread=0.0)
+    timed.set_jobs(jobs(10, 1.0))
+    assert timed.batch_window == pytest.approx(0.2)
+    await run_for(timed, 2.5)
+    latenesses = [lateness for _, _, lateness, _ in recorder.results]
+    assert len(latenesses) >= 15
+    assert max(latenesses) < 0.2 + 0.1  # the window, plus slack for a loaded machine
+    assert sum(latenesses) / len(latenesses) > 0.02  # batched: runs wait for the end of their window
+
+
+async def test_a_hung_check_is_cancelled_by_the_sweep_and_a_stop_from_outside_is_not_a_hang() -> None:
+    recorder = Recorder()
+    started = asyncio.Event()
+
+    async def runner(job: Job[str]) -> CheckResult:
+        started.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    margin = module.HANG_MARGIN
+    module.HANG_MARGIN = 0.2
+    try:
+        scheduler: Scheduler[str] = Scheduler(runner=runner, on_result=recorder, startup_spread=0.0)
+        scheduler.set_jobs({"slow": Job("slow", 60.0, 0.05, "")})
+        task = asyncio.create_task(scheduler.run())
+        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.sleep(0.6)  # timeout 0.05 + margin 0.2, swept every 0.1 s
+        assert [r.reason for r in recorder.of("slow")] == [
+            "check hung: no answer within 250 ms despite its 50 ms timeout"
+        ]
+        assert scheduler.in_flight == 0
+        scheduler.stop()
+        await asyncio.wait_for(task, 5)
+    finally:
+        module.HANG_MARGIN = margin
+    # A check cancelled by someone else (the runtime stopping) is not reported as hung: the cancellation goes on.
+    outside: Scheduler[str] = Scheduler(runner=runner, on_result=recorder, startup_spread=0.0)
+    outside.set_jobs({"other": Job("other", 60.0, 30.0, "")})
+    started.clear()
+    task = asyncio.create_task(outside.run())
+    await asyncio.wait_for(started.wait(), 5)
+    (check,) = list(outside._tasks)
+    check.cancel()
+    await asyncio.sleep(0.05)
+    assert check.cancelled()
+    assert recorder.of("other") == []
+    outside.stop()
+    await asyncio.wait_for(task, 5)

@@ -26,6 +26,10 @@ class KeyedBackend(LocalBackend):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.settings = Settings(environment="development", secret_key=SecretStr(KEY))
+        self.told = 0
+
+    def incidents_changed(self) -> None:  # the runtime's hook: wakes its dispatcher after a person's change
+        self.told += 1
 
 
 @pytest.fixture
@@ -68,6 +72,23 @@ def test_open_update_ack_resolve_merge(client: httpx.Client) -> None:
     timeline = client.get(f"/api/v1/incidents/{first}").json()["timeline"]
     assert [e["body"] for e in timeline if e["kind"] == "update"][-1] == "Done"
     assert client.get("/api/v1/incidents", params={"state": "open"}).json() == {"incidents": []}
+
+
+def test_each_committed_change_wakes_the_dispatcher_and_a_refused_one_does_not(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        session.add(Component(id="db", name="DB", kind="database"))
+    backend = KeyedBackend(engine)
+    with serving(create_app(backend)) as url, httpx.Client(base_url=url, timeout=10) as http:
+        made = http.post("/api/v1/incidents", json={"title": "DB down"}, headers=AUTH)
+        assert made.status_code == 201 and backend.told == 1
+        incident = made.json()["id"]
+        assert http.post(f"/api/v1/incidents/{incident}/updates", json={"message": "On it"}, headers=AUTH).is_success
+        assert http.post(f"/api/v1/incidents/{incident}/ack", headers=AUTH).is_success
+        assert backend.told == 3
+        assert http.post("/api/v1/incidents/999/ack", headers=AUTH).status_code == 404  # nothing committed
+        assert http.post("/api/v1/incidents", json={"title": "x", "status": "bogus"}, headers=AUTH).status_code == 422
+        assert http.get(f"/api/v1/incidents/{incident}").is_success  # reads tell nobody
+        assert backend.told == 3
 
 
 def test_errors_name_the_field(client: httpx.Client) -> None:

@@ -3,6 +3,7 @@ on SQLite and PostgreSQL: durable position, exactly once, quiet period on a fake
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -162,3 +163,28 @@ def test_a_taken_over_incident_is_not_resolved_by_the_engine(db: Engine, cels: M
     assert incident.taken_over and incident.status is IncidentStatus.IDENTIFIED  # the person decides
     assert incident.mitigated_at == T0 + timedelta(minutes=30)  # the metrics still get the time
     assert incident.resolved_at is None
+
+
+@pytest.mark.anyio
+async def test_a_wake_runs_a_round_at_once_and_an_idle_worker_waits_for_its_poll(db: Engine, cels: Model) -> None:
+    # The runtime wakes the worker after its state writer commits; nothing else makes it look before its poll.
+    now = [T0 + timedelta(minutes=1)]
+    follower = IncidentWorker(db, model=lambda: cels, quiet_period=QUIET, clock=lambda: now[0], poll_interval=60)
+    rounds: list[int] = []
+    follower.after_commit = lambda: rounds.append(follower.processed)
+    await follower.start()
+    try:
+        await asyncio.to_thread(host_down, db)
+        await asyncio.sleep(0.5)
+        assert incidents(db) == [] and rounds == []  # written, but nobody said so: the next poll is a minute away
+        follower.wake()
+        deadline = asyncio.get_running_loop().time() + 10
+        while not rounds and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        assert rounds == [7]  # one round consumed the seven rows, then told the dispatcher (after_commit)
+        assert len(incidents(db)) == 1
+        follower.wake()
+        await asyncio.sleep(0.7)  # a round with nothing to consume tells nobody
+        assert rounds == [7]
+    finally:
+        await follower.stop()

@@ -58,6 +58,37 @@ async def test_guard_enforces_the_timeout_even_on_stubborn_code() -> None:
     assert 0.15 < result.latency < 1
 
 
+async def test_guard_passes_on_a_cancellation_from_outside_and_leaves_no_timer() -> None:
+    # The guard's timeout is a timer of its own: a cancellation that is not its timer's (shutdown, the
+    # scheduler's hang sweep) must go on as a cancellation, not become "timeout".
+    entered = asyncio.Event()
+
+    async def sleeper(progress: Progress) -> Verdict:
+        entered.set()
+        await asyncio.sleep(30)
+        return Verdict(Outcome.UP, "woke up")
+
+    task = asyncio.create_task(guarded(tcp_spec(1, timeout="300ms"), sleeper))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Its timer was cancelled with it: the time it would have fired passes with this task untouched.
+    waiter = asyncio.create_task(asyncio.sleep(0.5))
+    await waiter
+    assert not waiter.cancelled()
+
+    # A timeout that fires while another cancellation is pending still lets that cancellation through.
+    async def outer() -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        asyncio.get_running_loop().call_later(0.1, current.cancel)
+        await guarded(tcp_spec(1, timeout="100ms"), sleeper)
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(outer())
+
+
 async def test_guard_degrades_slow_results() -> None:
     async def slow(progress: Progress) -> Verdict:
         await asyncio.sleep(0.05)

@@ -3,6 +3,7 @@ local HTTP server checking the webhook's HMAC, Apprise's json:// pointed at it; 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -271,3 +272,26 @@ def test_a_message_lists_the_cause_and_the_worst_components_first_and_counts_the
     incident.components = incident.components[:3]
     small = payload_of(incident, ChangeKind.OPENED, None, T0)["incident"]
     assert small["components_total"] == 3 and len(small["components"]) == 3  # short lists are whole
+
+
+async def test_a_wake_claims_at_once_and_an_idle_dispatcher_waits_for_its_poll(engine: Engine) -> None:
+    # The incident worker wakes the dispatcher after queueing deliveries; otherwise it looks every poll_interval.
+    now = [T0]
+    async with http_receiver() as receiver:
+        text = config(webhook("hook", receiver.url()), ids="hook")
+        d = dispatcher(engine, text, now, poll_interval=60.0)
+        await d.start()
+        try:
+            while d.stats.transactions < 1:  # its first look, at start, found nothing
+                await asyncio.sleep(0.02)
+            open_db_incident(engine, d)
+            await asyncio.sleep(0.5)
+            assert receiver.requests == [] and d.stats.transactions == 1  # queued; the next poll is a minute away
+            d.wake()
+            deadline = time.monotonic() + 10
+            while not receiver.requests and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert len(receiver.requests) == 1
+        finally:
+            await d.stop()
+    assert deliveries(engine)["hook"].status is DeliveryStatus.SENT

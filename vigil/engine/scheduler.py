@@ -207,12 +207,14 @@ class Scheduler(Generic[S]):
         0.38 in batches of 5 (50 a second). So 50 checks a second are started every 200 ms, ten at a time, for
         at most 200 ms of lateness, which no one can see on monitors checked every few seconds or more.
         """
-        if self._batch_target <= 0:
+        intervals = [job.interval for job in jobs if job.interval > 0]
+        if self._batch_target <= 0 or not intervals:
             return self._min_window
-        rate = sum(1.0 / job.interval for job in jobs if job.interval > 0)  # checks planned a second
-        if rate <= 0:
-            return self._min_window
-        return max(self._min_window, min(MAX_BATCH_WINDOW, self._batch_target / rate))
+        rate = sum(1.0 / interval for interval in intervals)  # checks planned a second
+        # Never more than a fifth of the shortest interval: a window as long as an interval would merge two
+        # runs of one monitor into one batch, and the second would be skipped.
+        widest = min(MAX_BATCH_WINDOW, min(intervals) / 5)
+        return max(self._min_window, min(widest, self._batch_target / rate))
 
     def run_now(self, key: str) -> bool:
         """Run the job ``key`` as soon as a slot is free (a heartbeat that reported failure); False if unknown."""

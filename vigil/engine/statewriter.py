@@ -140,15 +140,15 @@ class StateWriter:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._write_each, batch)
         for _ in batch:
             self._pending.popleft()
+        if self._failures:
+            logger.warning("database reachable again; state changes written")
+        self._failures = 0
+        self.written += len(batch)
         if self.after_commit is not None and any(isinstance(operation, StateEvent) for operation in batch):
             try:
                 self.after_commit()
             except Exception:
                 logger.exception("the hook after writing state changes failed")
-        if self._failures:
-            logger.warning("database reachable again; state changes written")
-        self._failures = 0
-        self.written += len(batch)
         return True
 
     def _write(self, batch: list[Operation]) -> None:

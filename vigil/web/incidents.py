@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from vigil.config import get_settings
@@ -59,11 +60,20 @@ def require_key(request: Request, authorization: Annotated[str | None, Header()]
 
 
 def write_session(request: Request) -> Iterator[Session]:
-    """Yield a session committed when the request succeeds (the JSON API's reads roll back instead); then the
-    server's dispatcher is woken, so that the change is told now (notifications.md)."""
+    """Yield a session committed when the request succeeds (the JSON API's reads roll back instead). Its first
+    commit wakes the server's dispatcher, so that the change is told now (notifications.md): from the commit,
+    before the answer, since a dependency's code after ``yield`` may run after the answer is sent."""
+    told = False
+
+    def tell(_: Session) -> None:
+        nonlocal told
+        if not told:
+            told = True
+            after_commit(request, "incidents_changed")
+
     with session_scope(get_backend(request).database) as session:
+        event.listen(session, "after_commit", tell)
         yield session
-    after_commit(request, "incidents_changed")
 
 
 WriteSession = Annotated[Session, Depends(write_session)]
