@@ -425,9 +425,10 @@ def resolve_quiet(
 
 
 POLL_INTERVAL = 5.0  # seconds between two looks at the outbox when nobody said there is something to read
-# At most two rounds a second however often it is woken: in a storm the state writer commits every 50 ms, and
+# At most one round a second however often it is woken (as when it polled every second): in a storm the state
+# writer commits every 50 ms, and
 # each round is two transactions on the single SQLite writer the engine's own writes wait for.
-MIN_ROUND_GAP = 0.5  # seconds
+MIN_ROUND_GAP = 1.0  # seconds
 
 
 class IncidentWorker:
