@@ -25,8 +25,8 @@ from tests.alerts.support import (
 )
 from vigil.alerts.models import Alert
 from vigil.db import session_scope
+from vigil.incidents.runner import IncidentWorker
 from vigil.incidents.service import get_incident, list_incidents
-from vigil.incidents.worker import IncidentWorker
 from vigil.model.types import Model
 from vigil.monitors.models import ComponentState, Monitor, Outcome, StateChange
 

@@ -16,8 +16,9 @@ from tests.conftest import model_from
 from vigil.db import session_scope
 from vigil.incidents.grouping import IncidentView, automatic_merges
 from vigil.incidents.models import ComponentStatus, EventType, Incident, IncidentStatus
+from vigil.incidents.runner import IncidentWorker
 from vigil.incidents.service import get_incident, list_incidents, post_update
-from vigil.incidents.worker import IncidentWorker, ensure_cursor
+from vigil.incidents.worker import ensure_cursor
 from vigil.model.types import Model
 from vigil.monitors.models import Component, ComponentState
 from vigil.monitors.store import record_state_change

@@ -16,8 +16,9 @@ from tests.conftest import model_from
 from vigil.analysis.impact import blast_radius
 from vigil.db import session_scope
 from vigil.incidents.models import ComponentStatus, EventType, Incident, IncidentComponent, IncidentStatus
+from vigil.incidents.runner import IncidentWorker
 from vigil.incidents.service import get_incident, list_incidents, set_component_status
-from vigil.incidents.worker import BATCH_SIZE, IncidentWorker, ensure_cursor
+from vigil.incidents.worker import BATCH_SIZE, ensure_cursor
 from vigil.model.types import Model
 from vigil.monitors.models import Component, ComponentState, Monitor
 from vigil.monitors.store import record_state_change

@@ -12,8 +12,9 @@ from sqlalchemy import Engine, func, select
 from tests.conftest import EXAMPLES
 from vigil.db import session_scope
 from vigil.incidents.models import Incident, IncidentStatus, IncidentUpdate, OutboxCursor
+from vigil.incidents.runner import IncidentWorker
 from vigil.incidents.service import get_incident, list_incidents, post_update
-from vigil.incidents.worker import CONSUMER, IncidentWorker, ensure_cursor, process_outbox
+from vigil.incidents.worker import CONSUMER, ensure_cursor, process_outbox
 from vigil.model.loader import load_model
 from vigil.model.types import Model
 from vigil.monitors.models import Component, ComponentState, Monitor

@@ -16,8 +16,9 @@ from tests.conftest import EXAMPLES
 from vigil.db import session_scope
 from vigil.engine.states import ComponentVerdict, component_states
 from vigil.incidents.models import Incident, IncidentStatus
+from vigil.incidents.runner import IncidentWorker
 from vigil.incidents.service import get_incident, list_incidents
-from vigil.incidents.worker import IncidentWorker, ensure_cursor
+from vigil.incidents.worker import ensure_cursor
 from vigil.model.loader import load_model
 from vigil.model.types import Model
 from vigil.monitors.models import Component, ComponentState, Monitor, StateChange

@@ -32,7 +32,7 @@ from vigil.engine.scheduler import Job, Scheduler
 from vigil.engine.states import ComponentVerdict, MonitorTracker, component_states, own_state, worse
 from vigil.engine.statewriter import CauseUpdate, StateWriter
 from vigil.engine.sync import Snapshot, SyncReport, load_snapshot, sync_config
-from vigil.incidents.worker import IncidentWorker
+from vigil.incidents.runner import IncidentWorker
 from vigil.maintenance.service import active_components, advance_windows
 from vigil.model.errors import ModelError, ModelIssue
 from vigil.model.loader import load_model
