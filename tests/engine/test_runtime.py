@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from tests.dbfixtures import FlakyDatabase, count_rows
 from tests.monitors import servers
 from tests.notify.receivers import http_receiver
+from tests.waiting import until
 from vigil.alerts.models import Alert, AlertSource, AlertStatus
 from vigil.config import Settings
 from vigil.db import Base, session_scope, upgrade
@@ -72,14 +73,6 @@ components:
     monitors:
       - {{id: cron, type: heartbeat, token: backup-token-1, period: 1h, grace: 1h, interval: 1s, timeout: 900ms}}
 {extra}"""
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

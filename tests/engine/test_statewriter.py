@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from tests.dbfixtures import add_monitor
+from tests.waiting import until
 from vigil.db import session_scope
 from vigil.engine.events import StateEvent
 from vigil.engine.statewriter import StateWriter
@@ -30,13 +31,6 @@ def checked_at(engine: Engine) -> datetime | None:
 def changes(engine: Engine) -> int:
     with session_scope(engine) as session:
         return len(session.scalars(select(StateChange)).all())
-
-
-async def until(condition: object, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_state_changes_go_at_once_and_check_times_wait_for_their_interval(engine: Engine) -> None:

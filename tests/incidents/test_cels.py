@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import waiting
 from tests.conftest import EXAMPLES
 from vigil.config import Settings
 from vigil.db import session_scope
@@ -51,12 +52,8 @@ class Cels:
             return [get_incident(session=session, incident_id=i.id) for i in list_incidents(session=session)]
 
 
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
+async def until(condition: Callable[[], object], timeout: float = 20.0) -> None:
+    await waiting.until(condition, timeout)  # this module's patience: its runs are longer
 
 
 @pytest.fixture

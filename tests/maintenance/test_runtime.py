@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import waiting
 from vigil.config import Settings
 from vigil.db import session_scope
 from vigil.engine.runtime import Runtime
@@ -25,12 +26,8 @@ S = ComponentState
 T0 = datetime(2026, 3, 1, 22, 0, tzinfo=UTC)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
+async def until(condition: Callable[[], object], timeout: float = 15.0) -> None:
+    await waiting.until(condition, timeout)  # this module's patience: its runs are longer
 
 
 def config_text(flag: Path) -> str:
