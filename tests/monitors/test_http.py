@@ -13,6 +13,7 @@ import uvloop
 
 from tests.monitors.servers import BIG_BODY, closed_port, counting_server, silent_listener
 from vigil import __version__
+from vigil.config import Settings
 from vigil.monitors import http
 from vigil.monitors.registry import HttpClients
 from vigil.monitors.result import Outcome
@@ -388,3 +389,24 @@ def test_checks_under_uvloop(http_base: str, quiet_port: int) -> None:
         "status 200; response larger than 64 KiB: read first 64 KiB",
         "connection refused",
     ]
+
+
+async def test_as_many_checks_at_once_as_the_scheduler_allows_none_waiting_out_its_timeout(
+    client: http.HttpClient,
+) -> None:
+    # 150 checks at once against a server that answers each after 0.6 s, with a 1 s timeout. The scheduler lets
+    # 500 run at once (VIGIL_CHECK_CONCURRENCY); a smaller connection cap in the client would queue the last
+    # ones inside libcurl, with their timeout running, and they would end "timeout" although the server is fine.
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(0.6)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, backlog=512)
+    async with server:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        results = await asyncio.gather(*(http.check(spec(url, timeout="1s"), client=client) for _ in range(150)))
+    assert [r.reason for r in results if r.outcome is not Outcome.UP] == []
+    assert Settings.model_fields["check_concurrency"].default <= http.MAX_CONNECTIONS  # the scheduler queues

@@ -43,7 +43,11 @@ from vigil.monitors.texts import bytes_text
 __all__ = ["MAX_CONNECTIONS", "MAX_REDIRECTS", "USER_AGENT", "HttpClient", "check", "new_http_client"]
 
 USER_AGENT = f"Vigil/{__version__} (uptime monitor)"
-MAX_CONNECTIONS = 100  # open at once per client; more checks wait for a free slot (within their timeout)
+# Open at once per client; more transfers wait in libcurl's queue, and that wait counts against their timeout.
+# So it is as high as the scheduler's default concurrency (VIGIL_CHECK_CONCURRENCY, 500): the scheduler's limit is
+# the one that queues, and its wait shows as lateness, not as a false "timeout". At 100, 3,000 checks a second
+# timed out 8-38 checks a minute that had not even started connecting (BENCHMARKS.md, the check engine).
+MAX_CONNECTIONS = 500
 MAX_REDIRECTS = 20  # followed; the 21st is "too many redirects"
 
 # CURLOPT_FOLLOWLOCATION = CURLFOLLOW_OBEYCODE (libcurl 8.13): a custom method (PUT, DELETE…) becomes GET after a
