@@ -29,6 +29,7 @@ from vigil.engine.runtime import Runtime
 from vigil.engine.states import ComponentVerdict
 from vigil.incidents.service import open_incident, post_update
 from vigil.monitors.models import Component, ComponentState, Monitor, PingKind, StateChange
+from vigil.monitors.schemas import parse_monitor
 
 pytest_plugins = ["tests.dbfixtures"]
 pytestmark = pytest.mark.anyio
@@ -349,3 +350,16 @@ async def test_a_failure_reaches_the_channel_by_wake_ups_not_polls(tmp_path: Pat
         finally:
             await runtime.stop()
     assert receiver.requests[1].json()["change"] == "update"
+
+
+async def test_the_runtime_s_clients_open_as_many_connections_as_checks_may_run(tmp_path: Path) -> None:
+    # Below the scheduler's concurrency, the client's own cap would queue checks with their timeout running.
+    settings = settings_for(f"sqlite:///{tmp_path / 'v.db'}", tmp_path).model_copy(update={"check_concurrency": 900})
+    runtime = Runtime(settings=settings, paths=[])
+    assert runtime._context.http is not None
+    spec = parse_monitor({"type": "http", "url": "http://127.0.0.1:9/"})
+    client = runtime._context.http.for_spec(spec)  # type: ignore[arg-type]
+    try:
+        assert client.curl._max_connections == 900
+    finally:
+        await runtime._context.http.aclose()

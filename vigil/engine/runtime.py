@@ -97,7 +97,7 @@ class Runtime:
         self.settings = settings
         self.paths = [Path(p) for p in paths]
         self._db = database or make_engine(settings.database_url)
-        self._context = context or CheckContext(http=HttpClients())
+        self._context = context or CheckContext(http=HttpClients(max_connections=settings.check_concurrency))
         self.events = EventBus()
         # SQLite has one write lock per database: writers in separate threads would wait on it (and a busy
         # timeout is no queue: under load one of them gives up with "database is locked"). One writer thread

@@ -103,7 +103,9 @@ def _bypassed(host: str, no_proxy: str) -> bool:
     return False
 
 
-def new_http_client(*, verify: bool | str | ssl.SSLContext = True) -> HttpClient:
+def new_http_client(
+    *, verify: bool | str | ssl.SSLContext = True, max_connections: int = MAX_CONNECTIONS
+) -> HttpClient:
     """Return a client for HTTP checks: one per ``verify_tls`` setting, shared by every monitor using it.
 
     ``verify`` is True for the system trust store (the one Python's ``ssl`` uses, ``SSL_CERT_FILE`` included),
@@ -112,13 +114,14 @@ def new_http_client(*, verify: bool | str | ssl.SSLContext = True) -> HttpClient
     system store), or False for no verification.
 
     The client keeps no cookies: every check must see what a fresh visitor sees, whatever other monitors
-    sharing the client were sent. No connection is reused either, and host names are resolved again each time,
+    sharing the client were sent. At most ``max_connections`` are open at once; more requests wait in libcurl's
+    queue with their timeout running. No connection is reused either, and host names are resolved again each time,
     so each check measures a full connection. Per-request timeouts come from each monitor. Proxies come from
     the environment as it is now (``HTTPS_PROXY`` and the like); ``~/.netrc`` is not read. It can be made
     outside an event loop and used in several; close it with ``await client.aclose()``.
     """
     proxies = {scheme: url for scheme, url in urllib.request.getproxies_environment().items() if url}
-    return HttpClient(CurlSession(max_connections=MAX_CONNECTIONS), _template(verify), proxies)
+    return HttpClient(CurlSession(max_connections=max_connections), _template(verify), proxies)
 
 
 def _template(verify: bool | str | ssl.SSLContext) -> pycurl.Curl:

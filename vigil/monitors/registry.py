@@ -38,8 +38,11 @@ class HttpClients:
     needs no event loop; the clients themselves are made inside the running loop, on first use.
     """
 
-    def __init__(self, *, trust: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, trust: ssl.SSLContext | None = None, max_connections: int = http.MAX_CONNECTIONS) -> None:
         self._trust = trust
+        # The runtime passes its check concurrency: a lower cap inside the client would queue checks with their
+        # timeout running (false "timeout" results under load) instead of the scheduler queueing them as lateness.
+        self._max_connections = max_connections
         self._clients: dict[bool, http.HttpClient] = {}
 
     def for_spec(self, spec: HttpMonitorSpec) -> http.HttpClient:
@@ -47,7 +50,9 @@ class HttpClients:
         client = self._clients.get(spec.verify_tls)
         if client is None:
             verify: bool | ssl.SSLContext = (self._trust or True) if spec.verify_tls else False
-            client = self._clients[spec.verify_tls] = http.new_http_client(verify=verify)
+            client = self._clients[spec.verify_tls] = http.new_http_client(
+                verify=verify, max_connections=self._max_connections
+            )
         return client
 
     async def aclose(self) -> None:
