@@ -302,7 +302,9 @@ async def child(args: argparse.Namespace) -> None:
         return {"n": len(ordered), "p50": q(0.5), "p99": q(0.99), "max": ordered[-1] if ordered else None}
 
     event = [(t - flipped, late, failed) for t, late, failed in checks if flipped <= t <= ended]
-    before = [late for t, late, _ in checks if flipped - 30 <= t < flipped]
+    # The steady state before the flip: at most 30 s, and never the start-up (first round, settling), which a
+    # "--flip-at any" run would otherwise count here.
+    before = [late for t, late, _ in checks if max(flipped - 30, started + settled) <= t < flipped]
     worker = [(s - flipped, d, n) for s, d, n in rounds if s >= flipped - 1.0]
     busy = [(s, s + d) for s, d, n in worker if n]
     during_work = [late for t, late, _ in event if any(a <= t <= b for a, b in busy)]
