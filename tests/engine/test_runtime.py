@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from tests.dbfixtures import FlakyDatabase, count_rows
 from tests.monitors import servers
-from tests.notify.receivers import http_receiver
+from tests.notify.receivers import HttpReceiver, http_receiver
 from tests.waiting import until
 from vigil.alerts.models import Alert, AlertSource, AlertStatus
 from vigil.config import Settings
@@ -290,20 +290,26 @@ async def test_a_firing_alert_is_observed_like_a_monitor_and_explains_the_depend
     await until(lambda: runtime.verdicts["vm1"].state is S.UNKNOWN)
 
 
+def runtime_telling(receiver: HttpReceiver, tmp_path: Path, http_base: str) -> tuple[Runtime, Path]:
+    """A runtime (not started) on the test config whose one route sends every incident change to ``receiver``;
+    and the flag file whose removal fails hv."""
+    flag = tmp_path / "hv-powered"
+    flag.touch()
+    channels = (
+        "notifications:\n  channels:\n"
+        f"    - {{id: hook, type: webhook, url: '{receiver.url()}', secret: s3cret-s3cret-s3cret, timeout: 5}}\n"
+        "  routes:\n    - {channels: [hook]}\n"
+    )
+    config = tmp_path / "vigil.yaml"
+    config.write_text(config_text(flag, http_base, extra=channels), encoding="utf-8")
+    return Runtime(settings=settings_for(f"sqlite:///{tmp_path / 'vigil.db'}", tmp_path), paths=[config]), flag
+
+
 async def test_a_person_s_update_reaches_the_channel_through_the_running_server(tmp_path: Path, http_base: str) -> None:
     # The whole path of a change made outside the engine: the service marks it, the dispatcher's loop (not a
     # test calling it) queues it and sends it to the route's webhook.
     async with http_receiver() as receiver:
-        flag = tmp_path / "hv-powered"
-        flag.touch()
-        channels = (
-            "notifications:\n  channels:\n"
-            f"    - {{id: hook, type: webhook, url: '{receiver.url()}', secret: s3cret-s3cret-s3cret, timeout: 5}}\n"
-            "  routes:\n    - {channels: [hook]}\n"
-        )
-        config = tmp_path / "vigil.yaml"
-        config.write_text(config_text(flag, http_base, extra=channels), encoding="utf-8")
-        runtime = Runtime(settings=settings_for(f"sqlite:///{tmp_path / 'vigil.db'}", tmp_path), paths=[config])
+        runtime, _ = runtime_telling(receiver, tmp_path, http_base)
         await runtime.start()
         try:
             with session_scope(runtime.database) as session:
@@ -322,16 +328,7 @@ async def test_a_failure_reaches_the_channel_by_wake_ups_not_polls(tmp_path: Pat
     # worker's commit wakes the dispatcher. With both polls a minute away, a failure is still told in seconds;
     # so is a person's change the web app reports (incidents_changed).
     async with http_receiver() as receiver:
-        flag = tmp_path / "hv-powered"
-        flag.touch()
-        channels = (
-            "notifications:\n  channels:\n"
-            f"    - {{id: hook, type: webhook, url: '{receiver.url()}', secret: s3cret-s3cret-s3cret, timeout: 5}}\n"
-            "  routes:\n    - {channels: [hook]}\n"
-        )
-        config = tmp_path / "vigil.yaml"
-        config.write_text(config_text(flag, http_base, extra=channels), encoding="utf-8")
-        runtime = Runtime(settings=settings_for(f"sqlite:///{tmp_path / 'vigil.db'}", tmp_path), paths=[config])
+        runtime, flag = runtime_telling(receiver, tmp_path, http_base)
         runtime.incidents._poll_interval = 60.0
         runtime.notify._poll_interval = 60.0
         await runtime.start()

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from tests.conftest import EXAMPLES
+from tests.waiting import until
 from vigil.db import session_scope
 from vigil.incidents.models import Incident, IncidentStatus, IncidentUpdate, OutboxCursor
 from vigil.incidents.runner import IncidentWorker
@@ -179,9 +180,7 @@ async def test_a_wake_runs_a_round_at_once_and_an_idle_worker_waits_for_its_poll
         await asyncio.sleep(0.5)
         assert incidents(db) == [] and rounds == []  # written, but nobody said so: the next poll is a minute away
         follower.wake()
-        deadline = asyncio.get_running_loop().time() + 10
-        while not rounds and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+        await until(lambda: rounds)
         assert rounds == [7]  # one round consumed the seven rows, then told the dispatcher (after_commit)
         assert len(incidents(db)) == 1
         follower.wake()

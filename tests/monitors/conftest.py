@@ -34,6 +34,16 @@ def silent_port() -> Iterator[int]:
         yield port
 
 
+@pytest.fixture
+def quiet_port() -> Iterator[int]:
+    """A port that accepts connections (into its backlog) and never answers, for this test alone.
+
+    Not the session's ``silent_port``: connections left in its backlog would fill it for the tests after.
+    """
+    with servers.silent_listener() as port:
+        yield port
+
+
 @pytest.fixture(scope="session")
 def dns_port() -> Iterator[int]:
     with servers.dns_server() as port:

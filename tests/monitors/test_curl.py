@@ -5,26 +5,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pycurl
 import pytest
 
-from tests.monitors.servers import closed_port, silent_listener
+from tests.monitors.servers import closed_port
 from vigil.monitors.curl import CurlClosedError, CurlError, CurlSession
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def quiet_port() -> Iterator[int]:
-    """A port that accepts connections (into its backlog) and never answers, for this test alone.
-
-    Not the session's ``silent_port``: connections left in its backlog would fill it for the tests after.
-    """
-    with silent_listener() as port:
-        yield port
 
 
 @pytest.fixture(params=[pytest.param({}, id="asyncio"), pytest.param({"use_uvloop": True}, id="uvloop")])

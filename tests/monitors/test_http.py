@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import pytest
 import trustme
 import uvloop
 
-from tests.monitors.servers import BIG_BODY, closed_port, counting_server, silent_listener
+from tests.monitors.servers import BIG_BODY, closed_port, counting_server
 from vigil import __version__
 from vigil.config import Settings
 from vigil.monitors import http
@@ -20,16 +20,6 @@ from vigil.monitors.result import Outcome
 from vigil.monitors.schemas import HttpMonitorSpec
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def quiet_port() -> Iterator[int]:
-    """A port that accepts connections (into its backlog) and never answers, for this test alone.
-
-    Not the session's ``silent_port``: connections left in its backlog would fill it for the tests after.
-    """
-    with silent_listener() as port:
-        yield port
 
 
 @pytest.fixture

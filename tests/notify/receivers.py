@@ -4,7 +4,7 @@ both on 127.0.0.1 only."""
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -69,6 +69,20 @@ class HttpReceiver:
 
 
 @asynccontextmanager
+async def serving_posts(handle: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[int]:
+    """Serve ``handle`` for POST on every path, on 127.0.0.1 in the test's loop; yield the port."""
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
 async def http_receiver() -> AsyncIterator[HttpReceiver]:
     receiver = HttpReceiver()
 
@@ -76,14 +90,5 @@ async def http_receiver() -> AsyncIterator[HttpReceiver]:
         receiver.requests.append(Received(dict(request.headers), await request.read()))
         return web.Response(status=receiver.status, text="ok")
 
-    app = web.Application()
-    app.router.add_route("POST", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    receiver.port = runner.addresses[0][1]
-    try:
+    async with serving_posts(handle) as receiver.port:
         yield receiver
-    finally:
-        await runner.cleanup()

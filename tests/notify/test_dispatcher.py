@@ -14,6 +14,7 @@ from sqlalchemy import Engine, select
 
 from tests.conftest import model_from
 from tests.notify.receivers import free_port, http_receiver, smtp_server
+from tests.waiting import until
 from vigil.db import session_scope
 from vigil.incidents.models import ComponentStatus, EventType, IncidentStatus
 from vigil.incidents.service import get_incident, open_incident, post_update
@@ -282,15 +283,12 @@ async def test_a_wake_claims_at_once_and_an_idle_dispatcher_waits_for_its_poll(e
         d = dispatcher(engine, text, now, poll_interval=60.0)
         await d.start()
         try:
-            while d.stats.transactions < 1:  # its first look, at start, found nothing
-                await asyncio.sleep(0.02)
+            await until(lambda: d.stats.transactions >= 1)  # its first look, at start, found nothing
             open_db_incident(engine, d)
             await asyncio.sleep(0.5)
             assert receiver.requests == [] and d.stats.transactions == 1  # queued; the next poll is a minute away
             d.wake()
-            deadline = time.monotonic() + 10
-            while not receiver.requests and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+            await until(lambda: receiver.requests)
             assert len(receiver.requests) == 1
         finally:
             await d.stop()

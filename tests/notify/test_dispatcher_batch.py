@@ -16,6 +16,7 @@ from aiohttp import web
 from sqlalchemy import Engine, event, func, insert, select
 
 from tests.conftest import model_from
+from tests.notify.receivers import serving_posts
 from vigil.db import session_scope
 from vigil.incidents.models import ComponentStatus, EventType
 from vigil.incidents.service import get_incident, open_incident
@@ -67,17 +68,8 @@ async def receiver() -> AsyncIterator[Receiver]:
         finally:
             state.in_flight -= 1
 
-    app = web.Application()
-    app.router.add_route("POST", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.port = runner.addresses[0][1]
-    try:
+    async with serving_posts(handle) as state.port:
         yield state
-    finally:
-        await runner.cleanup()
 
 
 @contextmanager
