@@ -403,24 +403,24 @@ class Runtime:
 
     def alerts_changed(self) -> None:
         """Tell the engine that alerts were received (the web app calls it from any thread, after its commit)."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
 
         def spawn() -> None:
-            task = loop.create_task(self._refresh_alerts_logged(), name="vigil-alerts")
+            task = asyncio.get_running_loop().create_task(self._refresh_alerts_logged(), name="vigil-alerts")
             self._side_tasks.add(task)  # held until done: the loop keeps weak references to tasks only
             task.add_done_callback(self._side_tasks.discard)
 
-        loop.call_soon_threadsafe(spawn)
+        self._soon(spawn)
 
     def incidents_changed(self) -> None:
         """Tell the dispatcher that a person changed incidents (the web app calls it from any thread, after its
         commit): the change is told now rather than at the dispatcher's next poll."""
+        self._soon(lambda: self.notify.wake(announce=True))
+
+    def _soon(self, callback: Callable[[], None]) -> None:
+        # From any thread, onto the engine's loop; nothing when the engine is not running.
         loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        loop.call_soon_threadsafe(lambda: self.notify.wake(announce=True))
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback)
 
     async def _refresh_alerts_logged(self) -> None:
         try:

@@ -145,32 +145,13 @@ class CurlLoop:
         old = self._watched.get(fd, 0)
         new = 0 if what == pycurl.POLL_REMOVE else what  # POLL_NONE 0, POLL_IN 1, POLL_OUT 2, POLL_INOUT 3
         if self._epoll is not None:
-            self._epoll_watch(fd, old, new)
+            _epoll_watch(self._epoll, fd, old, new)
         else:
             self._loop_watch(fd, old, new)
         if new:
             self._watched[fd] = new
         else:
             self._watched.pop(fd, None)
-
-    def _epoll_watch(self, fd: int, old: int, new: int) -> None:
-        # A socket that libcurl closed without a POLL_REMOVE has left the set by itself: register and unregister
-        # forgive that, so a number the kernel hands out again is still watched.
-        if not new:
-            with contextlib.suppress(OSError):
-                self._epoll.unregister(fd)  # type: ignore[union-attr]
-            return
-        mask = (select.EPOLLIN if new & pycurl.POLL_IN else 0) | (select.EPOLLOUT if new & pycurl.POLL_OUT else 0)
-        if old:
-            try:
-                self._epoll.modify(fd, mask)  # type: ignore[union-attr]
-                return
-            except FileNotFoundError:
-                pass
-        try:
-            self._epoll.register(fd, mask)  # type: ignore[union-attr]
-        except FileExistsError:
-            self._epoll.modify(fd, mask)  # type: ignore[union-attr]
 
     def _loop_watch(self, fd: int, old: int, new: int) -> None:
         if new & pycurl.POLL_IN and not old & pycurl.POLL_IN:
@@ -205,10 +186,11 @@ class CurlLoop:
         # The epoll set has ready sockets: act on each of them in this one callback. The loop wakes once for
         # every socket ready at that moment, not once per socket, and watching costs an epoll_ctl, not a loop
         # handle made and freed each time libcurl changes its mind.
-        if self.closed:
+        epoll = self._epoll
+        if self.closed or epoll is None:
             return
         try:
-            ready = self._epoll.poll(0)  # type: ignore[union-attr]
+            ready = epoll.poll(0)
         except OSError:  # EINTR; the set is still readable, so the loop calls again
             return
         for fd, mask in ready:
@@ -270,6 +252,26 @@ class CurlLoop:
             self._multi.remove_handle(handle)
             if not future.done():
                 future.set_exception(CurlError(int(code), f"libcurl multi error: {message}"))
+
+
+def _epoll_watch(epoll: select.epoll, fd: int, old: int, new: int) -> None:
+    # A socket that libcurl closed without a POLL_REMOVE has left the set by itself: register and unregister
+    # forgive that, so a number the kernel hands out again is still watched.
+    if not new:
+        with contextlib.suppress(OSError):
+            epoll.unregister(fd)
+        return
+    mask = (select.EPOLLIN if new & pycurl.POLL_IN else 0) | (select.EPOLLOUT if new & pycurl.POLL_OUT else 0)
+    if old:
+        try:
+            epoll.modify(fd, mask)
+            return
+        except FileNotFoundError:
+            pass
+    try:
+        epoll.register(fd, mask)
+    except FileExistsError:
+        epoll.modify(fd, mask)
 
 
 class CurlSession:
